@@ -1,0 +1,3 @@
+from ssvrl.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,64 @@
+"""torchvision's video ResNets (Tran et al., CVPR 2018) and S3D (Xie et al., ECCV 2018).
+
+Built without weights (nothing is downloaded); a user's local weights load through
+``build_backbone(..., weights=path)``. The classifier is dropped: these return features.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from ssvrl.backbones.base import BACKBONES, VideoBackbone
+
+
+class _VideoResNet(VideoBackbone):
+    """R3D-18 / MC3-18 / R(2+1)D-18 trunk: stem + layer1..4, map ``(B, 512, T/8, H/16, W/16)``."""
+
+    factory: Callable[..., nn.Module]
+
+    def __init__(self) -> None:
+        super().__init__()
+        net = type(self).factory(weights=None)
+        self.stem = net.stem
+        self.layer1, self.layer2, self.layer3, self.layer4 = (
+            net.layer1, net.layer2, net.layer3, net.layer4,
+        )
+        self.num_features = net.fc.in_features
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+
+def _resnet(name: str, factory_name: str) -> type[_VideoResNet]:
+    def factory(**kwargs: object) -> nn.Module:
+        from torchvision.models import video  # imported lazily: torchvision is slow to import
+
+        return getattr(video, factory_name)(**kwargs)
+
+    cls = type(factory_name.upper(), (_VideoResNet,), {"factory": staticmethod(factory)})
+    cls.__doc__ = f"torchvision ``{factory_name}`` trunk as a ssvrl backbone."
+    return BACKBONES.register(name)(cls)
+
+
+R3D18 = _resnet("r3d_18", "r3d_18")
+MC3_18 = _resnet("mc3_18", "mc3_18")
+R2Plus1D18 = _resnet("r2plus1d_18", "r2plus1d_18")
+
+
+@BACKBONES.register("s3d")
+class S3D(VideoBackbone):
+    """torchvision S3D features; map ``(B, 1024, T/8, H/32, W/32)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from torchvision.models.video import s3d
+
+        self.features = s3d(weights=None).features
+        self.num_features = 1024
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)

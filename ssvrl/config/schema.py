@@ -1,0 +1,143 @@
+"""The experiment schema: dataclasses are the schema, YAML holds overrides only.
+
+The ``objective`` section's type depends on ``objective.name``: :func:`schema_for` imports the
+experiment's ``plugins``, looks the objective up in the registry and returns an
+``ExperimentConfig`` whose ``objective`` field has that objective's config dataclass, so its
+keys are validated as strictly as the rest. Derived values (e.g. the probe's clip length when
+left unset) are computed by the code that needs them, never written back.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, make_dataclass
+from typing import Any, Literal
+
+from ssvrl.objectives import OBJECTIVES, ObjectiveConfig
+from ssvrl.registry import RegistryError
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    format: Literal["ucf101", "csv"] = "ucf101"
+    root: str = "data/videos"  # the videos folder; annotation paths are relative to it
+    annotations: str | None = None  # ucf101: folder with classInd.txt, trainlistNN/testlistNN
+    split: int = 1  # ucf101: 1..3
+    train_list: str | None = None  # csv: `path,label` rows
+    test_list: str | None = None
+    backend: Literal["decord", "pyav"] = "decord"
+    short_side: int = 128  # decoded frames are resized so min(H, W) == short_side
+    batch_size: int = 32  # per process
+    num_workers: int = 2
+    max_bad_fraction: float = 0.1  # stop when more than this fraction of videos is unreadable
+    max_retries: int = 20  # unreadable videos replaced in a row before a sample fails
+    max_missing_fraction: float = 0.5  # listed-but-absent files allowed before failing
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    name: str = "r3d_18"
+    weights: str | None = None  # local state dict (.pt / .safetensors / ssvrl checkpoint)
+    width: int | None = None  # small3d only: channel width of the first stage
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    name: Literal["adamw", "sgd"] = "adamw"
+    lr: float = 1e-3  # at batch_size 256 when lr_scaling == "linear"; else as given
+    lr_scaling: Literal["none", "linear"] = "none"  # linear: lr * global_batch / 256
+    weight_decay: float = 1e-4  # not applied to biases and normalisation weights
+    momentum: float = 0.9  # sgd
+    warmup_epochs: float = 0.0
+    schedule: Literal["cosine", "constant"] = "cosine"
+    min_lr_ratio: float = 0.0  # cosine floor as a fraction of lr
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    max_epochs: int = 100
+    max_steps: int = -1  # -1: no limit beyond max_epochs
+    accelerator: str = "auto"
+    devices: int = 1  # per node
+    num_nodes: int = 1
+    strategy: str = "auto"  # "ddp" for several processes; "auto" picks it when devices > 1
+    precision: str = "32-true"  # "bf16-mixed", "16-mixed"
+    gradient_clip_val: float = 0.0
+    log_every_n_steps: int = 10
+    checkpoint_every_n_epochs: int = 1
+    progress_bar: bool = True
+    deterministic: bool = False
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """Linear probe on frozen features (CVRL Sec. 4.1 protocol, adapted to cached features)."""
+
+    checkpoint: str = "last"  # "last" (of this run), "random", or a checkpoint path
+    frames: int | None = None  # None: the objective's first view
+    stride: int | None = None
+    crop_size: int | None = None
+    train_clips: int = 4  # clips per training video, each one training example
+    test_clips: int = 10  # clips per test video, features averaged
+    epochs: int = 200  # full-batch optimisation steps of the classifier
+    lr: float = 0.1
+    weight_decay: float = 1e-4
+    batch_size: int = 16  # videos per feature-extraction batch
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str = "experiment"
+    seed: int = 0
+    out_dir: str = "lightning_logs"  # runs go to <out_dir>/<name>/version_N
+    plugins: list[str] = field(default_factory=list)  # modules imported before validation
+    data: DataConfig = field(default_factory=DataConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+
+
+def import_plugins(modules: list[str]) -> None:
+    """Import each ``plugins:`` module (it registers objectives/backbones as it loads)."""
+    from ssvrl.config.loader import ConfigError
+
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as err:
+            raise ConfigError(f"plugins: cannot import {name!r}: {err}", key="plugins") from err
+
+
+def schema_for(raw: Mapping[str, Any]) -> type[ExperimentConfig]:
+    """The ExperimentConfig subclass whose ``objective`` has the named objective's config."""
+    from ssvrl.config.loader import ConfigError
+
+    plugins = raw.get("plugins") or []
+    if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
+        raise ConfigError(f"'plugins' must be a list of module names, got {plugins!r}", key="plugins")
+    import_plugins(plugins)
+    from ssvrl.objectives.entry_points import load_entry_points
+
+    load_entry_points()
+    section = raw.get("objective") or {}
+    name = section.get("name", ObjectiveConfig.name) if isinstance(section, Mapping) else None
+    try:
+        cfg_cls = OBJECTIVES.get(str(name)).Config
+    except RegistryError as err:
+        raise ConfigError(f"objective.name: {err}", key="objective.name") from err
+    return _experiment_with(cfg_cls)
+
+
+@functools.cache
+def _experiment_with(cfg_cls: type[ObjectiveConfig]) -> type[ExperimentConfig]:
+    """One class per objective config (cached, so configs built twice compare equal)."""
+    return make_dataclass(
+        f"ExperimentConfig[{cfg_cls.__name__}]",
+        [("objective", cfg_cls, field(default_factory=cfg_cls))],
+        bases=(ExperimentConfig,),
+        frozen=True,
+    )

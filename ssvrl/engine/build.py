@@ -1,0 +1,129 @@
+"""Everything built from an :class:`ExperimentConfig`: the only engine code that reads it."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+
+from ssvrl.backbones import VideoBackbone, build_backbone
+from ssvrl.config.loader import save_config
+from ssvrl.config.schema import DataConfig, ExperimentConfig
+from ssvrl.data.bad_videos import BadVideoLog
+from ssvrl.data.dataset import DecodeConfig
+from ssvrl.data.datamodule import PretrainDataModule
+from ssvrl.data.index import VideoIndex, build_index
+from ssvrl.engine.callbacks import BadVideoSummary
+from ssvrl.engine.module import PretrainModule
+from ssvrl.objectives import OBJECTIVES, Objective
+
+log = logging.getLogger("ssvrl")
+
+
+class DataError(RuntimeError):
+    """The dataset cannot be used as configured (too many missing files, empty split)."""
+
+
+def make_run_dir(cfg: ExperimentConfig) -> Path:
+    """``<out_dir>/<name>/version_N`` with the next free N; ``config.yaml`` written into it."""
+    base = Path(cfg.out_dir) / cfg.name
+    base.mkdir(parents=True, exist_ok=True)
+    taken = [int(p.name.split("_")[1]) for p in base.glob("version_*") if p.name.split("_")[1].isdigit()]
+    run_dir = base / f"version_{max(taken, default=-1) + 1}"
+    run_dir.mkdir()
+    save_config(cfg, run_dir / "config.yaml")
+    return run_dir
+
+
+def build_video_index(data: DataConfig, subset: str) -> VideoIndex:
+    """The index of one subset; fails when more than ``max_missing_fraction`` of it is absent."""
+    root = Path(data.root)
+    index = build_index(
+        data.format, root, subset,  # type: ignore[arg-type]
+        annotations=Path(data.annotations) if data.annotations else None, split=data.split,
+        train_list=Path(data.train_list) if data.train_list else None,
+        test_list=Path(data.test_list) if data.test_list else None,
+    )
+    listed = len(index) + len(index.missing)
+    if index.missing:
+        log.warning("%d of %d %s videos listed in the annotations are missing under %s "
+                    "(first: %s)", len(index.missing), listed, subset, root, index.missing[0])
+    if len(index) == 0 or len(index.missing) > data.max_missing_fraction * listed:
+        raise DataError(
+            f"{len(index.missing)} of {listed} {subset} videos are missing under {root}; "
+            f"check data.root (it must be the folder holding the class folders)"
+        )
+    return index
+
+
+def decode_config(data: DataConfig) -> DecodeConfig:
+    return DecodeConfig(backend=data.backend, short_side=data.short_side,
+                        max_retries=data.max_retries)
+
+
+def build_encoder(cfg: ExperimentConfig) -> VideoBackbone:
+    kwargs = {"width": cfg.backbone.width} if cfg.backbone.width is not None else {}
+    return build_backbone(cfg.backbone.name, cfg.backbone.weights, **kwargs)
+
+
+def build_objective(cfg: ExperimentConfig, embed_dim: int) -> Objective:
+    return OBJECTIVES.get(cfg.objective.name)(cfg.objective, embed_dim)
+
+
+@dataclass
+class PretrainParts:
+    module: PretrainModule
+    datamodule: PretrainDataModule
+    bad: BadVideoLog
+
+
+def build_pretrain(cfg: ExperimentConfig, run_dir: Path) -> PretrainParts:
+    backbone = build_encoder(cfg)
+    objective = build_objective(cfg, backbone.num_features)
+    index = build_video_index(cfg.data, "train")
+    bad = BadVideoLog(run_dir / "bad_videos", len(index), cfg.data.max_bad_fraction)
+    world = cfg.trainer.devices * cfg.trainer.num_nodes
+    module = PretrainModule(backbone, objective, cfg.optim, cfg.data.batch_size * world)
+    dm = PretrainDataModule(index, objective.clip_sampler(), decode_config(cfg.data), bad,
+                            cfg.data.batch_size, cfg.data.num_workers, cfg.seed)
+    return PretrainParts(module, dm, bad)
+
+
+def build_trainer(cfg: ExperimentConfig, run_dir: Path, bad: BadVideoLog) -> pl.Trainer:
+    t = cfg.trainer
+    # The run folder already holds config.yaml, which the CSV logger mistakes for old logs.
+    warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
+    warnings.filterwarnings("ignore", message="You have overridden `on_after_batch_transfer`")
+    version = run_dir.name
+    loggers = [TensorBoardLogger(cfg.out_dir, name=cfg.name, version=version, default_hp_metric=False),
+               CSVLogger(cfg.out_dir, name=cfg.name, version=version)]
+    ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=-1,
+                           every_n_epochs=t.checkpoint_every_n_epochs, filename="epoch{epoch:03d}",
+                           auto_insert_metric_name=False)
+    return pl.Trainer(
+        default_root_dir=run_dir, max_epochs=t.max_epochs, max_steps=t.max_steps,
+        accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
+        precision=t.precision,  # type: ignore[arg-type]
+        gradient_clip_val=t.gradient_clip_val or None, log_every_n_steps=t.log_every_n_steps,
+        logger=loggers, callbacks=[ckpt, LearningRateMonitor("step"), BadVideoSummary(bad, run_dir)],
+        use_distributed_sampler=False, enable_progress_bar=t.progress_bar,
+        deterministic=t.deterministic, num_sanity_val_steps=0,
+    )
+
+
+def fit(cfg: ExperimentConfig) -> Path:
+    """Pretrain as configured; returns the run folder (holding ``checkpoints/last.ckpt``)."""
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    run_dir = make_run_dir(cfg)
+    parts = build_pretrain(cfg, run_dir)
+    trainer = build_trainer(cfg, run_dir, parts.bad)
+    trainer.fit(parts.module, datamodule=parts.datamodule)
+    n_bad = parts.bad.count()
+    if n_bad:
+        log.warning("%d unreadable videos were skipped; list in %s", n_bad, run_dir / "bad_videos.json")
+    return run_dir

@@ -1,0 +1,65 @@
+"""The LightningModule of pretraining: a backbone, an objective and the device-side augmentation.
+
+Uint8 clips arrive from the loader; :meth:`on_after_batch_transfer` augments them on the device
+(the GPU when there is one), batched, each view with its own recipe and each clip with
+parameters drawn from its own seed; :meth:`training_step` hands the views to the objective.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from ssvrl.augment import VideoAugment
+from ssvrl.config.schema import OptimConfig
+from ssvrl.engine.optim import build_optimizer, param_groups, warmup_cosine
+from ssvrl.objectives.base import Objective
+
+
+class PretrainModule(pl.LightningModule):
+    def __init__(self, backbone: nn.Module, objective: Objective, optim: OptimConfig,
+                 global_batch_size: int) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.objective = objective
+        self.optim_cfg = optim
+        self.global_batch_size = global_batch_size
+        self.augment = nn.ModuleDict({v.name: VideoAugment(v.augment) for v in objective.views()})
+        for teacher in objective.teacher_modules():
+            teacher.requires_grad_(False)
+
+    def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
+        if "views" not in batch:
+            return batch
+        views = {}
+        for name, clips in batch["views"].items():  # clips: uint8 (B, C, T, H, W)
+            views[name] = self.augment[name](clips, batch["seeds"][name].cpu())  # float (B, C, T, h, w)
+        return {**batch, "views": views}
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        out = self.objective(self.backbone, batch["views"])
+        B = batch["label"].shape[0]
+        self.log("train/loss", out.loss.detach(), prog_bar=True, batch_size=B, sync_dist=False)
+        for key, value in out.logs.items():
+            self.log(f"train/{key}", value, batch_size=B)
+        return out.loss
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        self.objective.on_after_optimizer_step(self.backbone, min(self.global_step / total, 1.0))
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        c = self.optim_cfg
+        lr = c.lr * self.global_batch_size / 256 if c.lr_scaling == "linear" else c.lr
+        groups = param_groups([self.backbone, self.objective], c.weight_decay)
+        opt = build_optimizer(c.name, groups, lr, c.momentum)
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        per_epoch = total / max(self.trainer.max_epochs or 1, 1)
+        warmup = int(c.warmup_epochs * per_epoch)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: warmup_cosine(s, total, warmup, c.min_lr_ratio, c.schedule == "cosine")
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

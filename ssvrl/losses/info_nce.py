@@ -1,0 +1,48 @@
+"""InfoNCE (NT-Xent) with negatives gathered across processes.
+
+CVRL (Qian et al., CVPR 2021), Sec. 3.1, Eq. 1: for N videos, two clips each give 2N embeddings;
+for the positive pair (i, j) the loss is ``-log exp(sim(z_i, z_j)/tau) / sum_{k != i}
+exp(sim(z_i, z_k)/tau)`` over the 2N - 1 other clips, averaged over all 2N anchors. With P
+processes the candidates are the 2NP clips of the global batch, as in SimCLR's large-batch
+training (Chen et al., 2020, Sec. 2) which CVRL follows.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ssvrl.utils.dist import gather_with_grad, rank
+
+
+def info_nce(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+    """Symmetric InfoNCE between two views.
+
+    Args:
+        z1, z2: ``(B, D)`` embeddings of view 1 and view 2 of the same B videos (row i of z1 and
+            row i of z2 are positives). Normalised here; need not be unit length.
+        temperature: tau in Eq. 1 (CVRL uses 0.1).
+
+    Returns:
+        Scalar: the mean loss over the 2B local anchors; against every clip of the global
+        batch. Equal, on P processes, to the 1-process loss on the concatenated batch.
+    """
+    if z1.shape != z2.shape:
+        raise ValueError(f"z1 and z2 must have the same shape, got {tuple(z1.shape)} and {tuple(z2.shape)}")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    B = z1.shape[0]
+    # Similarities in float32 even under bf16/fp16 autocast: logits of 1/tau = 10 need the range.
+    z = F.normalize(torch.cat([z1, z2]).float(), dim=1)  # (2B, D) local anchors, view-major
+    zg1 = gather_with_grad(F.normalize(z1.float(), dim=1))  # (P*B, D)
+    zg2 = gather_with_grad(F.normalize(z2.float(), dim=1))  # (P*B, D)
+    cand = torch.cat([zg1, zg2])  # (2PB, D) candidates, view-major
+    PB = zg1.shape[0]
+    logits = z @ cand.T / temperature  # (2B, 2PB)
+    local = torch.arange(B, device=z.device) + rank() * B  # this rank's rows inside a view block
+    self_idx = torch.cat([local, local + PB])  # (2B,) where each anchor meets itself
+    pos_idx = torch.cat([local + PB, local])  # (2B,) its other view
+    # Mask self-similarity with a large finite negative (not -inf: a row of -inf gives NaN grads).
+    rows = torch.arange(2 * B, device=z.device)
+    logits = logits.index_put((rows, self_idx), torch.tensor(-1e9, device=z.device))
+    return F.cross_entropy(logits, pos_idx)

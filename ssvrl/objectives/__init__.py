@@ -1,0 +1,12 @@
+"""Objectives by name; importing this package registers the built-in ones."""
+
+from ssvrl.objectives import cvrl  # noqa: F401  (registration)
+from ssvrl.objectives.base import (
+    OBJECTIVES,
+    Objective,
+    ObjectiveConfig,
+    ObjectiveOutput,
+    ViewSpec,
+)
+
+__all__ = ["OBJECTIVES", "Objective", "ObjectiveConfig", "ObjectiveOutput", "ViewSpec"]

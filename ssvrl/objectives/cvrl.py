@@ -1,0 +1,66 @@
+"""CVRL: Spatiotemporal Contrastive Video Representation Learning (Qian et al., CVPR 2021).
+
+Two clips of the same video, at a temporal gap drawn from a decreasing distribution (Sec. 3.2),
+each augmented with temporally consistent spatial augmentation (Sec. 3.3: one set of crop,
+flip, colour and blur parameters per clip, shared by its frames); a 3-layer MLP head and
+InfoNCE with temperature 0.1 against every other clip of the global batch (Sec. 3.1, Eq. 1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from ssvrl.augment import AugmentConfig
+from ssvrl.data.sampling import ClipSampler, IntervalPairSampler
+from ssvrl.heads.mlp import mlp_head
+from ssvrl.losses.info_nce import info_nce
+from ssvrl.objectives.base import OBJECTIVES, Objective, ObjectiveConfig, ObjectiveOutput, ViewSpec
+
+import torch
+
+
+@dataclass(frozen=True)
+class CVRLConfig(ObjectiveConfig):
+    name: str = "cvrl"
+    frames: int = 16  # T per clip (paper: 16 at 224 px; 32 for the 64-frame stride-2 variant)
+    stride: int = 2  # temporal stride inside a clip (paper: 2 for K400 at 25 fps)
+    temperature: float = 0.1  # tau of Eq. 1 (Sec. 4.1)
+    interval_power: float = 1.0  # P(t) ∝ 1 - (t/M)^power; 1 = the paper's linear default
+    max_interval: int | None = None  # cap on the gap in frames; None = the whole video
+    proj_hidden: int = 2048
+    proj_dim: int = 128
+    proj_layers: int = 3
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@OBJECTIVES.register("cvrl")
+class CVRL(Objective):
+    """Two temporally distant clips are positives; every other clip in the batch a negative."""
+
+    Config = CVRLConfig
+    cfg: CVRLConfig
+
+    def __init__(self, cfg: CVRLConfig, embed_dim: int) -> None:
+        super().__init__(cfg, embed_dim)
+        self.head = mlp_head(embed_dim, cfg.proj_hidden, cfg.proj_dim, cfg.proj_layers)
+
+    def views(self) -> tuple[ViewSpec, ...]:
+        c = self.cfg
+        return (ViewSpec("clip1", c.frames, c.stride, c.augment),
+                ViewSpec("clip2", c.frames, c.stride, c.augment))
+
+    def clip_sampler(self) -> ClipSampler:
+        v1, v2 = (v.temporal for v in self.views())
+        return IntervalPairSampler((v1, v2), self.cfg.interval_power, self.cfg.max_interval)
+
+    def forward(self, encoder: nn.Module, views: dict[str, torch.Tensor]) -> ObjectiveOutput:
+        B = views["clip1"].shape[0]
+        # One encoder pass over both views: batch-norm statistics see the whole 2B batch.
+        feats = encoder(torch.cat([views["clip1"], views["clip2"]]))  # (2B, D)
+        z = self.head(feats)  # (2B, proj_dim)
+        loss = info_nce(z[:B], z[B:], self.cfg.temperature)
+        with torch.no_grad():
+            std = torch.nn.functional.normalize(z.float(), dim=1).std(dim=0).mean()
+        return ObjectiveOutput(loss, {"embedding_std": std})
