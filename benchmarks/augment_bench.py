@@ -88,15 +88,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--frames", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--ref-clips", type=int, default=4,
-                        help="clips timed for the per-frame baseline (its cost is per clip)")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument(
+        "--ref-clips",
+        type=int,
+        default=4,
+        help="clips timed for the per-frame baseline (its cost is per clip)",
+    )
     args = parser.parse_args()
     cfg = AugmentConfig(solarize_p=0.2)  # every op of the recipe exercised
     aug = VideoAugment(cfg)
     seeds = torch.arange(args.batch, dtype=torch.int64)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
-          f"batch {args.batch} clips x {args.frames} frames -> 3x{args.frames}x112x112")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
+        f"batch {args.batch} clips x {args.frames} frames -> 3x{args.frames}x112x112"
+    )
     print(f"{'input':>12} | {'device':>6} | {'VideoAugment':>13} | {'per-frame tv':>13} | ratio")
     n = min(args.ref_clips, args.batch)
     for hw in ((112, 112), (128, 171)):
@@ -106,14 +112,18 @@ def main() -> None:
         aug(x[:2], seeds[:2]), per_frame_pipeline(x[:1], seeds[:1], cfg)  # warm-up
         t_ours, t_ref = interleaved_best([ours_fn, ref_fn], args.repeats)
         ours, ref = args.batch / t_ours, n / t_ref
-        print(f"{'x'.join(map(str, hw)):>12} | {'cpu':>6} | {ours:>9.1f} c/s | {ref:>9.1f} c/s "
-              f"| {ours / ref:.2f}x")
+        print(
+            f"{'x'.join(map(str, hw)):>12} | {'cpu':>6} | {ours:>9.1f} c/s | {ref:>9.1f} c/s "
+            f"| {ours / ref:.2f}x"
+        )
         if torch.cuda.is_available():
             xd = x.to("cuda")
             aug(xd, seeds)  # warm-up (cuDNN, allocator)
             gpu = args.batch / interleaved_best([lambda: aug(xd, seeds)], args.repeats)[0]
-            print(f"{'x'.join(map(str, hw)):>12} | {'cuda':>6} | {gpu:>9.1f} c/s | "
-                  f"{'':>13} | {gpu / ref:.2f}x vs per-frame CPU")
+            print(
+                f"{'x'.join(map(str, hw)):>12} | {'cuda':>6} | {gpu:>9.1f} c/s | "
+                f"{'':>13} | {gpu / ref:.2f}x vs per-frame CPU"
+            )
 
 
 if __name__ == "__main__":

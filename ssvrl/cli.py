@@ -7,10 +7,8 @@ during the run.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -50,12 +48,21 @@ def cmd_probe(args: argparse.Namespace) -> int:
 def cmd_synth(args: argparse.Namespace) -> int:
     from ssvrl.data.synthetic import SynthSpec, write_synthetic_dataset
 
-    spec = SynthSpec(seed=args.seed, num_classes=args.classes, groups=args.groups,
-                     clips_per_group=args.clips_per_group, frames=args.frames, size=args.size,
-                     container=args.container)
+    chosen = {
+        "seed": args.seed,
+        "num_classes": args.classes,
+        "groups": args.groups,
+        "clips_per_group": args.clips_per_group,
+        "frames": args.frames,
+        "size": args.size,
+        "container": args.container,
+    }
+    spec = SynthSpec(**{k: v for k, v in chosen.items() if v is not None})
     summary = write_synthetic_dataset(args.out, spec, workers=args.workers, progress=True)
-    print(f"wrote {summary.num_videos} videos to {Path(args.out).resolve()} "
-          f"in {summary.seconds:.1f} s")
+    print(
+        f"wrote {summary.num_videos} videos to {Path(args.out).resolve()} "
+        f"in {summary.seconds:.1f} s"
+    )
     return 0
 
 
@@ -85,21 +92,24 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_cmd", required=True)
     s = d.add_parser("synth", help="write the synthetic motion dataset as real video files")
     s.add_argument("out")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--classes", type=int, default=6)
-    s.add_argument("--groups", type=int, default=10)
-    s.add_argument("--clips-per-group", type=int, default=6)
-    s.add_argument("--frames", type=int, default=64)
-    s.add_argument("--size", type=int, default=64)
-    s.add_argument("--container", choices=["avi", "mp4"], default="avi")
+    s.add_argument("--seed", type=int, default=None, help="default: SynthSpec's")
+    s.add_argument("--classes", type=int, default=None, help="default: SynthSpec's")
+    s.add_argument("--groups", type=int, default=None, help="default: SynthSpec's")
+    s.add_argument("--clips-per-group", type=int, default=None, help="default: SynthSpec's")
+    s.add_argument("--frames", type=int, default=None, help="default: SynthSpec's")
+    s.add_argument("--size", type=int, default=None, help="default: SynthSpec's")
+    s.add_argument("--container", choices=["avi", "mp4"], default=None)
     s.add_argument("--workers", type=int, default=None)
     s.set_defaults(func=cmd_synth)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
-                        datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+    )
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))

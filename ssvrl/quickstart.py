@@ -28,10 +28,15 @@ def run_quickstart(out: Path, overrides: list[str]) -> dict:
         log.info("writing the synthetic motion dataset to %s", data)
         write_synthetic_dataset(data, SynthSpec(seed=0))
     t_data = time.perf_counter() - t0
-    cfg = load_experiment(str(CONFIG), [
-        f"data.root={data / 'videos'}", f"data.annotations={data / 'annotations'}",
-        f"out_dir={out}", *overrides,
-    ])
+    cfg = load_experiment(
+        str(CONFIG),
+        [
+            f"data.root={data / 'videos'}",
+            f"data.annotations={data / 'annotations'}",
+            f"out_dir={out}",
+            *overrides,
+        ],
+    )
     t1 = time.perf_counter()
     run_dir = fit(cfg)
     t_fit = time.perf_counter() - t1
@@ -41,10 +46,16 @@ def run_quickstart(out: Path, overrides: list[str]) -> dict:
     t_probe = time.perf_counter() - t2
     table = format_table([("random init", rnd), ("CVRL pretrained", pre)])
     summary = {
-        "run_dir": str(run_dir), "pretrained": pre, "random_init": rnd,
+        "run_dir": str(run_dir),
+        "pretrained": pre,
+        "random_init": rnd,
         "gain_top1": pre["top1"] - rnd["top1"],
-        "seconds": {"data": round(t_data, 1), "pretrain": round(t_fit, 1),
-                    "probes": round(t_probe, 1), "total": round(time.perf_counter() - t0, 1)},
+        "seconds": {
+            "data": round(t_data, 1),
+            "pretrain": round(t_fit, 1),
+            "probes": round(t_probe, 1),
+            "total": round(time.perf_counter() - t0, 1),
+        },
     }
     (run_dir / "quickstart.json").write_text(json.dumps(summary, indent=2))
     print("\nLinear probe on the synthetic motion dataset (test split 1):\n" + table)

@@ -16,7 +16,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _entry(rank: int, world: int, port: int, fn: Callable[..., Any], args: tuple, queue: Any) -> None:
+def _entry(
+    rank: int, world: int, port: int, fn: Callable[..., Any], args: tuple, queue: Any
+) -> None:
     import torch.distributed as dist
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
@@ -27,7 +29,9 @@ def _entry(rank: int, world: int, port: int, fn: Callable[..., Any], args: tuple
         dist.destroy_process_group()
 
 
-def run_distributed(fn: Callable[..., Any], world: int, *args: Any, timeout: float = 60) -> list[Any]:
+def run_distributed(
+    fn: Callable[..., Any], world: int, *args: Any, timeout: float = 60
+) -> list[Any]:
     """Results of ``fn(rank, world, *args)`` per rank; a hang or a failed rank fails loudly.
 
     ``fn`` must return plain picklable values (lists, floats), not tensors: a tensor sent
@@ -36,7 +40,9 @@ def run_distributed(fn: Callable[..., Any], world: int, *args: Any, timeout: flo
     ctx = mp.get_context("spawn")
     queue = ctx.SimpleQueue()
     port = free_port()
-    procs = [ctx.Process(target=_entry, args=(r, world, port, fn, args, queue)) for r in range(world)]
+    procs = [
+        ctx.Process(target=_entry, args=(r, world, port, fn, args, queue)) for r in range(world)
+    ]
     for p in procs:
         p.start()
     for p in procs:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -29,9 +30,20 @@ from ssvrl.augment import (
     to_grayscale,
 )
 
-OFF = dict(scale=(1.0, 1.0), ratio=(1.0, 1.0), flip_p=0.0, jitter_p=0.0, brightness=0.0,
-           contrast=0.0, saturation=0.0, hue=0.0, grayscale_p=0.0, blur_p=0.0, solarize_p=0.0,
-           normalize=False)
+OFF = dict(
+    scale=(1.0, 1.0),
+    ratio=(1.0, 1.0),
+    flip_p=0.0,
+    jitter_p=0.0,
+    brightness=0.0,
+    contrast=0.0,
+    saturation=0.0,
+    hue=0.0,
+    grayscale_p=0.0,
+    blur_p=0.0,
+    solarize_p=0.0,
+    normalize=False,
+)
 ALL = dict(flip_p=0.5, jitter_p=1.0, grayscale_p=0.3, blur_p=0.7, solarize_p=0.5, normalize=False)
 SINGLE = {
     "crop": dict(scale=(0.3, 1.0), ratio=(3 / 4, 4 / 3)),
@@ -45,6 +57,7 @@ SINGLE = {
     "solarize": dict(solarize_p=1.0),
 }
 SEEDS = torch.tensor([0, 1, 2], dtype=torch.int64)
+FrameFn = Callable[[torch.Tensor, float], torch.Tensor]
 
 
 def only(**kw: object) -> AugmentConfig:
@@ -103,8 +116,9 @@ def test_one_colour_map_per_clip() -> None:
     params = sample_params(full(blur_p=0.0, grayscale_p=0.0), SEEDS)
     y = apply_photometric(x, params)
     torch.testing.assert_close(y[:, :, 0, :10], y[:, :, 1, :10], atol=1e-6, rtol=0)
-    per_frame = torch.stack([adjust_contrast(x[:, :, t : t + 1], params.contrast)[:, :, 0]
-                             for t in range(2)], dim=2)  # a per-frame pivot differs
+    per_frame = torch.stack(
+        [adjust_contrast(x[:, :, t : t + 1], params.contrast)[:, :, 0] for t in range(2)], dim=2
+    )  # a per-frame pivot differs
     assert not torch.allclose(per_frame[:, :, 0, :10], per_frame[:, :, 1, :10], atol=1e-4)
 
 
@@ -112,7 +126,8 @@ def test_geometry_replays_on_a_mask() -> None:
     x = clip()
     params = sample_params(full(), SEEDS, (20, 24))
     mask = x[:, :1].clone()  # (B, 1, T, H, W)
-    torch.testing.assert_close(apply_geometry(mask, params, 16), apply_geometry(x, params, 16)[:, :1])
+    replayed = apply_geometry(mask, params, 16)
+    torch.testing.assert_close(replayed, apply_geometry(x, params, 16)[:, :1], atol=0, rtol=0)
     labels = (mask > 0.5).to(torch.uint8)
     nearest = apply_geometry(labels, params, 16, mode="nearest")
     assert set(nearest.unique().tolist()) <= {0.0, 1.0}
@@ -132,8 +147,9 @@ def test_sample_does_not_depend_on_the_batch() -> None:
     seeds = torch.tensor([10, 11, 12, 13])
     batched = aug(x, seeds)  # blur sigmas differ: each clip's kernel must be its own
     for b in range(4):
-        torch.testing.assert_close(batched[b : b + 1], aug(x[b : b + 1], seeds[b : b + 1]),
-                                   atol=1e-6, rtol=0)
+        torch.testing.assert_close(
+            batched[b : b + 1], aug(x[b : b + 1], seeds[b : b + 1]), atol=1e-6, rtol=0
+        )
     batch, alone = sample_params(aug.cfg, [5, 7, 9]), sample_params(aug.cfg, [7])
     for f in dataclasses.fields(ClipParams):
         assert torch.equal(getattr(batch, f.name)[1:2], getattr(alone, f.name)), f.name
@@ -227,17 +243,21 @@ def test_eval_transform_is_a_centre_crop() -> None:
     assert torch.equal(aug.eval_transform(tall), aug.eval_transform(tall))
     mean, std = torch.tensor(aug.cfg.mean), torch.tensor(aug.cfg.std)
     for x, crop in ((tall, tall[..., 10:30, :]), (wide, wide[..., :, 10:30])):
-        ref = F.interpolate(crop.flatten(1, 2), size=(16, 16), mode="bilinear").view(2, 3, 5, 16, 16)
+        ref = F.interpolate(crop.flatten(1, 2), size=(16, 16), mode="bilinear")
+        ref = ref.view(2, 3, 5, 16, 16)
         ref = (ref - mean.view(1, 3, 1, 1, 1)) / std.view(1, 3, 1, 1, 1)
         torch.testing.assert_close(aug.eval_transform(x), ref, atol=1e-5, rtol=0)
 
 
 # -------------------------------------------------------------------- colour references
-def per_frame(fn, x: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+def per_frame(fn: FrameFn, x: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
     """Slow reference: ``fn(frame (C, H, W), factor)`` for every frame of every clip."""
-    return torch.stack([torch.stack([fn(x[b, :, t], float(factors[b]))
-                                     for t in range(x.shape[2])], dim=1)
-                        for b in range(x.shape[0])])
+    return torch.stack(
+        [
+            torch.stack([fn(x[b, :, t], float(factors[b])) for t in range(x.shape[2])], dim=1)
+            for b in range(x.shape[0])
+        ]
+    )
 
 
 def contrast_reference(x: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
@@ -265,8 +285,9 @@ def test_colour_ops_match_references() -> None:
     x = clip(b=4, t=3)
     f, hue = torch.tensor([0.6, 1.4, 1.0, 0.8]), torch.tensor([0.1, -0.1, 0.5, 0.0])
     torch.testing.assert_close(adjust_brightness(x, f), per_frame(TF.adjust_brightness, x, f))
-    torch.testing.assert_close(adjust_hue(x, hue), per_frame(TF.adjust_hue, x, hue), atol=1e-5,
-                               rtol=0)
+    torch.testing.assert_close(
+        adjust_hue(x, hue), per_frame(TF.adjust_hue, x, hue), atol=1e-5, rtol=0
+    )
     torch.testing.assert_close(adjust_saturation(x, f), per_frame(saturation_reference, x, f))
     assert (adjust_saturation(x, f) - per_frame(TF.adjust_saturation, x, f)).abs().max() < 1e-3
     torch.testing.assert_close(adjust_contrast(x, f), contrast_reference(x, f))
@@ -274,8 +295,9 @@ def test_colour_ops_match_references() -> None:
     torch.testing.assert_close(to_grayscale(x), gray)
     torch.testing.assert_close(solarize(x), per_frame(lambda fr, _: TF.solarize(fr, 0.5), x, f))
     sigma = torch.tensor([0.0, 0.3, 1.0, 2.5])
-    torch.testing.assert_close(gaussian_blur(x, sigma), per_frame(blur_reference, x, sigma),
-                               atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        gaussian_blur(x, sigma), per_frame(blur_reference, x, sigma), atol=1e-6, rtol=0
+    )
     assert torch.equal(gaussian_blur(x, sigma)[0], x[0]), "sigma 0 must be the identity"
 
 
@@ -284,13 +306,16 @@ def photometric_reference(x: torch.Tensor, p: ClipParams) -> torch.Tensor:
     out = []
     for b in range(x.shape[0]):
         v = x[b : b + 1]
-        ops = (lambda v: adjust_brightness(v, p.brightness[b : b + 1]),
-               lambda v: contrast_reference(v, p.contrast[b : b + 1]),
-               lambda v: per_frame(saturation_reference, v, p.saturation[b : b + 1]),
-               lambda v: per_frame(TF.adjust_hue, v, p.hue[b : b + 1]))
+        ops = (
+            lambda v: adjust_brightness(v, p.brightness[b : b + 1]),  # noqa: B023
+            lambda v: contrast_reference(v, p.contrast[b : b + 1]),  # noqa: B023
+            lambda v: per_frame(saturation_reference, v, p.saturation[b : b + 1]),  # noqa: B023
+            lambda v: per_frame(TF.adjust_hue, v, p.hue[b : b + 1]),  # noqa: B023
+        )
         for k in p.jitter_order[b].tolist() if p.jitter[b] else []:
             v = ops[k](v)
-        v = per_frame(lambda fr, _: saturation_reference(fr, 0.0), v, p.hue) if p.gray[b] else v
+        if p.gray[b]:
+            v = per_frame(lambda fr, _: saturation_reference(fr, 0.0), v, p.hue[b : b + 1])
         v = per_frame(blur_reference, v, p.blur_sigma[b : b + 1])
         out.append(torch.where(v < 0.5, v, 1 - v) if p.solarize[b] else v)
     return torch.cat(out)
@@ -300,8 +325,9 @@ def test_photometric_pipeline_matches_reference() -> None:
     x = clip(b=8, t=3)
     p = sample_params(full(), torch.arange(8))
     assert p.jitter_order[:, 0].unique().numel() > 1 and 0 < p.gray.sum() < 8
-    torch.testing.assert_close(apply_photometric(x, p), photometric_reference(x, p), atol=1e-5,
-                               rtol=0)
+    torch.testing.assert_close(
+        apply_photometric(x, p), photometric_reference(x, p), atol=1e-5, rtol=0
+    )
 
 
 def test_jitter_order_is_followed() -> None:
@@ -326,6 +352,17 @@ def test_dtypes_shapes_and_range(dtype: torch.dtype) -> None:
     torch.testing.assert_close(normed, (y - 0.45) / 0.225)
 
 
+def test_ops_keep_float64_and_upcast_half() -> None:
+    x, p = clip(), sample_params(full(), SEEDS, (20, 24))
+    ref = apply_photometric(apply_geometry(x, p, 16), p)
+    for dtype, expected in ((torch.float64, torch.float64), (torch.bfloat16, torch.float32)):
+        y = apply_photometric(apply_geometry(x.to(dtype), p, 16), p)
+        assert y.dtype == expected
+        torch.testing.assert_close(
+            y.float(), ref, atol=2e-2 if dtype == torch.bfloat16 else 1e-5, rtol=0
+        )
+
+
 def test_full_recipe_range_before_normalisation() -> None:
     cfg = full(brightness=2.0, contrast=2.0, saturation=2.0, hue=0.5)
     y = VideoAugment(cfg)(clip(b=6, t=7, h=18, w=31), torch.arange(6))
@@ -335,8 +372,9 @@ def test_full_recipe_range_before_normalisation() -> None:
 def test_uint8_input_is_scaled() -> None:
     x = torch.randint(0, 256, (2, 3, 4, 20, 24), dtype=torch.uint8)
     aug = VideoAugment(full())
-    torch.testing.assert_close(aug(x, SEEDS[:2]), aug(x.float() / 255, SEEDS[:2]), atol=1e-5,
-                               rtol=0)
+    torch.testing.assert_close(
+        aug(x, SEEDS[:2]), aug(x.float() / 255, SEEDS[:2]), atol=1e-5, rtol=0
+    )
 
 
 def test_inputs_are_not_modified() -> None:
@@ -352,8 +390,13 @@ def test_config_from_yaml_lists_and_validation() -> None:
     cfg = AugmentConfig(scale=[0.2, 0.9], mean=[0.5, 0.5, 0.5])  # type: ignore[arg-type]
     assert cfg.scale == (0.2, 0.9) and isinstance(cfg.mean, tuple)
     hash(cfg)
-    for bad in (dict(scale=(0.9, 0.2)), dict(flip_p=1.5), dict(hue=0.7), dict(ratio=(1.0,)),
-                dict(std=(0.0, 1.0, 1.0))):
+    for bad in (
+        dict(scale=(0.9, 0.2)),
+        dict(flip_p=1.5),
+        dict(hue=0.7),
+        dict(ratio=(1.0,)),
+        dict(std=(0.0, 1.0, 1.0)),
+    ):
         with pytest.raises(ValueError):
             AugmentConfig(**bad)  # type: ignore[arg-type]
 
@@ -363,7 +406,8 @@ def test_params_to_and_select() -> None:
     sub = p.select(torch.tensor([1, 3]))
     assert sub.batch_size == 2 and torch.equal(sub.crop, p.crop[[1, 3]])
     moved = p.to("cpu")
-    assert all(torch.equal(getattr(moved, f.name), getattr(p, f.name))
-               for f in dataclasses.fields(p))
+    assert all(
+        torch.equal(getattr(moved, f.name), getattr(p, f.name)) for f in dataclasses.fields(p)
+    )
     with pytest.raises(ValueError):
         VideoAugment(full())(clip(b=2), torch.arange(3))

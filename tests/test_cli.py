@@ -18,17 +18,29 @@ CONFIG = str(ROOT / "experiments" / "cvrl" / "quickstart.yaml")
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("synth")
-    write_synthetic_dataset(out, SynthSpec(num_classes=6, groups=4, clips_per_group=2, frames=40,
-                                           seed=1), workers=2)
+    write_synthetic_dataset(
+        out, SynthSpec(num_classes=6, groups=4, clips_per_group=2, frames=40, seed=1), workers=2
+    )
     return out
 
 
 def _overrides(data: Path, out: Path) -> list[str]:
-    return [f"data.root={data / 'videos'}", f"data.annotations={data / 'annotations'}",
-            f"out_dir={out}", "name=smoke", "trainer.max_epochs=2", "data.batch_size=8",
-            "data.num_workers=0", "backbone.width=8", "objective.proj_hidden=32",
-            "trainer.progress_bar=false", "probe.epochs=20", "probe.test_clips=2",
-            "probe.train_clips=1", "data.max_bad_fraction=0.5"]
+    return [
+        f"data.root={data / 'videos'}",
+        f"data.annotations={data / 'annotations'}",
+        f"out_dir={out}",
+        "name=smoke",
+        "trainer.max_epochs=2",
+        "data.batch_size=8",
+        "data.num_workers=0",
+        "backbone.width=8",
+        "objective.proj_hidden=32",
+        "trainer.progress_bar=false",
+        "probe.epochs=20",
+        "probe.test_clips=2",
+        "probe.train_clips=1",
+        "data.max_bad_fraction=0.5",
+    ]
 
 
 def _corrupt(videos: Path) -> list[Path]:
@@ -59,7 +71,9 @@ def test_fit_and_probe_with_corrupt_videos(tiny_data: Path, tmp_path: Path) -> N
     # Only the corrupt files that were part of the training split can be met during training.
     assert 1 <= summary["count"] <= 3
     assert all(v["reason"] for v in summary["videos"])
-    assert main(["probe", CONFIG, *args, f"probe.checkpoint={run / 'checkpoints' / 'last.ckpt'}"]) == 0
+    assert (
+        main(["probe", CONFIG, *args, f"probe.checkpoint={run / 'checkpoints' / 'last.ckpt'}"]) == 0
+    )
     result = json.loads((run / "probe.json").read_text())
     assert 0 <= result["top1"] <= 100 and result["top5"] >= result["top1"]
     assert result["num_test_videos"] + result["unreadable_videos"] >= 1
@@ -79,14 +93,17 @@ def test_config_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["fit", "no/such/file.yaml"]) == 2
 
 
-def test_too_many_bad_videos_stops_with_clear_error(tiny_data: Path, tmp_path: Path,
-                                                    caplog: pytest.LogCaptureFixture) -> None:
+def test_too_many_bad_videos_stops_with_clear_error(
+    tiny_data: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     import shutil
 
     data = tmp_path / "data"
     shutil.copytree(tiny_data, data)
     for f in list((data / "videos").rglob("*.avi"))[::2]:
         f.write_bytes(b"broken")
-    code = main(["fit", CONFIG, *_overrides(data, tmp_path / "runs")[:-1], "data.max_bad_fraction=0.1"])
+    code = main(
+        ["fit", CONFIG, *_overrides(data, tmp_path / "runs")[:-1], "data.max_bad_fraction=0.1"]
+    )
     assert code == 1
     assert "unreadable" in caplog.text and "max_bad_fraction" in caplog.text

@@ -7,7 +7,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 import pytest
 import yaml
@@ -65,7 +65,7 @@ class Experiment:
     data: Data = field(default_factory=Data)
     plugins: list[str] = field(default_factory=list)
     heads: dict[str, Head] = field(default_factory=dict)
-    checkpoint: Optional[str] = None
+    checkpoint: str | None = None
     mode: Mode = Mode.FAST
     epochs: int = 10
 
@@ -446,9 +446,9 @@ def test_config_diff_lists_each_changed_leaf() -> None:
 
 @dataclass
 class Optionals:
-    kind: Optional[Literal["a", "bb"]] = None
-    pair: Optional[tuple[int, int]] = None
-    sub: Optional[Head] = None
+    kind: Literal["a", "bb"] | None = None
+    pair: tuple[int, int] | None = None
+    sub: Head | None = None
 
 
 def test_optional_fields_name_null_and_keep_nested_errors() -> None:

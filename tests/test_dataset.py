@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
@@ -33,9 +32,13 @@ def real_index(shared_data: Path, tmp_path: Path):
 
 
 def _dataset(index, tmp_path: Path, backend: str = "decord") -> PretrainDataset:
-    return PretrainDataset(index, IntervalPairSampler((V1, V2)),
-                           DecodeConfig(backend=backend, short_side=64),
-                           BadVideoLog(tmp_path / "bad", len(index), 0.5), seed=5)
+    return PretrainDataset(
+        index,
+        IntervalPairSampler((V1, V2)),
+        DecodeConfig(backend=backend, short_side=64),
+        BadVideoLog(tmp_path / "bad", len(index), 0.5),
+        seed=5,
+    )
 
 
 def test_sample_shapes_and_short_video_loops(real_index, tmp_path: Path) -> None:
@@ -49,7 +52,9 @@ def test_sample_shapes_and_short_video_loops(real_index, tmp_path: Path) -> None
     assert ds.bad.count() == 0  # rawvideo_part_0 (32 frames) looped, not rejected
 
 
-def test_decodes_once_per_sample(real_index, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_decodes_once_per_sample(
+    real_index, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls: list[int] = []
     real_open = dataset_mod.open_video
 
@@ -72,8 +77,9 @@ def test_deterministic_and_independent_of_workers(real_index, tmp_path: Path) ->
     assert ds[(4, 1)]["seeds"] != a["seeds"]
 
     def batches(workers: int) -> list[torch.Tensor]:
-        loader = DataLoader(ds, batch_size=2, sampler=EpochSampler(len(ds), seed=1),
-                            num_workers=workers)
+        loader = DataLoader(
+            ds, batch_size=2, sampler=EpochSampler(len(ds), seed=1), num_workers=workers
+        )
         return [torch.cat([b["views"]["clip1"].flatten(), b["seeds"]["clip2"]]) for b in loader]
 
     assert all(torch.equal(x, y) for x, y in zip(batches(0), batches(2), strict=True))
@@ -91,8 +97,9 @@ def test_corrupt_file_is_skipped_and_recorded(real_index, tmp_path: Path) -> Non
 
 def test_eval_dataset_clips_and_invalid(real_index, tmp_path: Path) -> None:
     bad = BadVideoLog(tmp_path / "bad", len(real_index), 0.5)
-    ds = EvalClipDataset(real_index, TemporalView("probe", 8, 2), 3,
-                         DecodeConfig(short_side=48), bad)
+    ds = EvalClipDataset(
+        real_index, TemporalView("probe", 8, 2), 3, DecodeConfig(short_side=48), bad
+    )
     s = ds[0]
     assert s["valid"] and s["clips"].shape == (3, 3, 8, 48, 48)
     assert not torch.equal(s["clips"][0], s["clips"][2])  # different times

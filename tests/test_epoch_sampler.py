@@ -25,5 +25,8 @@ def test_ranks_partition_the_epoch() -> None:
 
 
 def test_no_drop_last_pads() -> None:
-    shards = [list(EpochSampler(5, shuffle=False, num_replicas=2, rank=r, drop_last=False)) for r in range(2)]
+    shards = [
+        list(EpochSampler(5, shuffle=False, num_replicas=2, rank=r, drop_last=False))
+        for r in range(2)
+    ]
     assert [i for _, i in shards[0]] == [0, 2, 4] and [i for _, i in shards[1]] == [1, 3, 0]

@@ -12,7 +12,8 @@ from ssvrl.losses.info_nce import info_nce
 
 
 def slow_info_nce(z1: torch.Tensor, z2: torch.Tensor, tau: float) -> torch.Tensor:
-    """Eq. 1 literally: for each of the 2N anchors, -log(exp(s_ip/tau) / sum_{k != i} exp(s_ik/tau))."""
+    """Eq. 1 literally: for each of the 2N anchors,
+    -log(exp(s_ip / tau) / sum_{k != i} exp(s_ik / tau))."""
     z = [F.normalize(v, dim=0) for v in torch.cat([z1, z2]).double()]
     n = z1.shape[0]
     total = torch.zeros((), dtype=torch.float64)

@@ -80,6 +80,9 @@ def test_deterministic_given_seed() -> None:
     assert np.array_equal(a, b) and not np.array_equal(a, c)
 
 
-@pytest.mark.parametrize(("n", "span", "k", "expected"), [(100, 29, 3, [0, 36, 71]), (100, 29, 1, [35]), (20, 29, 2, [0, 0])])
+@pytest.mark.parametrize(
+    ("n", "span", "k", "expected"),
+    [(100, 29, 3, [0, 36, 71]), (100, 29, 1, [35]), (20, 29, 2, [0, 0])],
+)
 def test_uniform_starts(n: int, span: int, k: int, expected: list[int]) -> None:
     assert uniform_starts(n, span, k) == expected

@@ -16,7 +16,10 @@ import pytest
 import torch
 
 from ssvrl.data.video_reader import (
-    VideoReadError, available_backends, open_video, output_size,
+    VideoReadError,
+    available_backends,
+    open_video,
+    output_size,
 )
 
 BACKENDS = ["decord", "pyav"]
@@ -28,8 +31,16 @@ def mm(shared_data: Path) -> Path:
     return shared_data / "mmaction2"
 
 
-def _encode_numbered(path: Path, codec: str, *, n: int = 48, gop: int = 12, closed: bool = True,
-                     height: int = 64, width: int = 128) -> Path:
+def _encode_numbered(
+    path: Path,
+    codec: str,
+    *,
+    n: int = 48,
+    gop: int = 12,
+    closed: bool = True,
+    height: int = 64,
+    width: int = 128,
+) -> Path:
     """Write ``n`` frames with B-frames and a keyframe every ``gop`` frames; frame i shows i."""
     av = pytest.importorskip("av")
     with av.open(str(path), "w") as container:
@@ -38,8 +49,9 @@ def _encode_numbered(path: Path, codec: str, *, n: int = 48, gop: int = 12, clos
         stream.codec_context.gop_size, stream.codec_context.max_b_frames = gop, 2
         if codec == "libx264":
             options = {"bf": "2", "keyint_min": str(gop), "sc_threshold": "0"}
-            stream.codec_context.options = options | ({} if closed else
-                                                      {"x264-params": "open-gop=1"})
+            stream.codec_context.options = options | (
+                {} if closed else {"x264-params": "open-gop=1"}
+            )
         elif closed:
             stream.codec_context.options = {"flags": "+cgop", "sc_threshold": "1000000000"}
         for i in range(n):
@@ -61,8 +73,10 @@ def _frame_numbers(frames: torch.Tensor) -> list[int]:
 
 
 SYNTHETIC = {  # name: (codec, closed GOP)
-    "h264_closed.mp4": ("libx264", True), "h264_open.mkv": ("libx264", False),
-    "h264_open.avi": ("libx264", False), "mpeg4_closed.avi": ("mpeg4", True),
+    "h264_closed.mp4": ("libx264", True),
+    "h264_open.mkv": ("libx264", False),
+    "h264_open.avi": ("libx264", False),
+    "mpeg4_closed.avi": ("mpeg4", True),
     "mpeg4_open.mp4": ("mpeg4", False),
 }
 
@@ -70,18 +84,25 @@ SYNTHETIC = {  # name: (codec, closed GOP)
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("numbered")
-    return {name: _encode_numbered(folder / name, codec, closed=closed)
-            for name, (codec, closed) in SYNTHETIC.items()}
+    return {
+        name: _encode_numbered(folder / name, codec, closed=closed)
+        for name, (codec, closed) in SYNTHETIC.items()
+    }
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("name, frames, fps, size", [
-    ("test.mp4", 300, 30.0, (256, 340)), ("test.avi", 164, 25.0, (240, 320)),
-    ("rawvideo_part_0.mp4", 32, 30.0, (256, 340)),
-    ("demo_skeleton_1080p.mp4", 72, 2160 / 77, (1080, 1920)),
-])
-def test_metadata(mm: Path, backend: str, name: str, frames: int, fps: float,
-                  size: tuple[int, int]) -> None:
+@pytest.mark.parametrize(
+    "name, frames, fps, size",
+    [
+        ("test.mp4", 300, 30.0, (256, 340)),
+        ("test.avi", 164, 25.0, (240, 320)),
+        ("rawvideo_part_0.mp4", 32, 30.0, (256, 340)),
+        ("demo_skeleton_1080p.mp4", 72, 2160 / 77, (1080, 1920)),
+    ],
+)
+def test_metadata(
+    mm: Path, backend: str, name: str, frames: int, fps: float, size: tuple[int, int]
+) -> None:
     with open_video(mm / name, backend) as reader:
         assert (reader.num_frames, reader.size) == (frames, size)
         assert reader.fps == pytest.approx(fps, rel=1e-4)
@@ -120,17 +141,23 @@ def test_order_repeats_and_empty(mm: Path, backend: str) -> None:
 
 
 @pytest.mark.parametrize("short_side", [None, 128])
-@pytest.mark.parametrize("name, indices", [
-    ("test.mp4", [0, 1, 150, 234, 235, 236, 299, 5]),
-    ("test.avi", [0, 1, 2, 3, 80, 163, 40]),
-])
+@pytest.mark.parametrize(
+    "name, indices",
+    [
+        ("test.mp4", [0, 1, 150, 234, 235, 236, 299, 5]),
+        ("test.avi", [0, 1, 2, 3, 80, 163, 40]),
+    ],
+)
 def test_backends_agree(mm: Path, name: str, indices: list[int], short_side: int | None) -> None:
     """Same indices give the same frames. Measured: identical at native size; with bicubic
     resize to 128 the mean abs difference is 0.41 (mp4) / 0.22 (avi), max 18 / 14."""
-    with (open_video(mm / name, "decord", short_side=short_side) as dec,
-          open_video(mm / name, "pyav", short_side=short_side) as pav):
+    with (
+        open_video(mm / name, "decord", short_side=short_side) as dec,
+        open_video(mm / name, "pyav", short_side=short_side) as pav,
+    ):
         near = sorted({j for i in indices for j in (i - 1, i, i + 1) if 0 <= j < dec.num_frames})
-        reference = dict(zip(near, dec.get_frames(near).float()))  # index -> (H, W, 3)
+        frames = dec.get_frames(near).float()  # (len(near), H, W, 3)
+        reference = dict(zip(near, frames, strict=True))  # index -> (H, W, 3)
         b = pav.get_frames(indices)
     a = torch.stack([reference[i] for i in indices])  # decord's frames, (T, H, W, 3)
     diff = (a - b.float()).abs()
@@ -138,8 +165,11 @@ def test_backends_agree(mm: Path, name: str, indices: list[int], short_side: int
         assert diff.max() == 0
     assert diff.mean() < 1.0 and diff.max() < 40
     for k, i in enumerate(indices):  # pyav frame i is closest to decord frame i, not i +- 1
-        errors = {j: (reference[j] - b[k].float()).abs().mean() for j in (i - 1, i, i + 1)
-                  if j in reference}
+        errors = {
+            j: (reference[j] - b[k].float()).abs().mean()
+            for j in (i - 1, i, i + 1)
+            if j in reference
+        }
         assert min(errors, key=errors.__getitem__) == i
 
 
@@ -162,8 +192,11 @@ def test_decord_random_access_is_frame_exact_on_h264_mp4(synthetic: dict[str, Pa
             assert _frame_numbers(reader.get_frames(indices)) == indices
 
 
-@pytest.mark.xfail(strict=True, reason="decord seeks to wrong frames in AVI files with several "
-                   "keyframes (dmlc/decord#195, #252); use backend='pyav' for such files")
+@pytest.mark.xfail(
+    strict=True,
+    reason="decord seeks to wrong frames in AVI files with several "
+    "keyframes (dmlc/decord#195, #252); use backend='pyav' for such files",
+)
 def test_decord_random_access_on_multi_keyframe_avi(synthetic: dict[str, Path]) -> None:
     with open_video(synthetic["mpeg4_closed.avi"], "decord") as reader:
         assert _frame_numbers(reader.get_frames([30, 13, 45])) == [30, 13, 45]
@@ -217,8 +250,10 @@ def test_unreadable_files_raise_video_read_error(
 def _remux_faststart(source: Path, target: Path) -> Path:
     """Copy ``source``'s video packets into an MP4 with the index first (readable when cut)."""
     av = pytest.importorskip("av")
-    with av.open(str(source)) as src, av.open(str(target), "w",
-                                              options={"movflags": "faststart"}) as dst:
+    with (
+        av.open(str(source)) as src,
+        av.open(str(target), "w", options={"movflags": "faststart"}) as dst,
+    ):
         stream = dst.add_stream_from_template(src.streams.video[0])
         for packet in src.demux(src.streams.video[0]):
             if packet.dts is not None:
@@ -236,7 +271,7 @@ def test_truncated_and_corrupt_streams_fail_in_get_frames(
     data = _remux_faststart(mm / "test.mp4", tmp_path / "fast.mp4").read_bytes()
     (tmp_path / "cut.mp4").write_bytes(data[: int(0.3 * len(data))])
     zeroed = bytearray(data)
-    zeroed[len(data) // 2: len(data) // 2 + 20_000] = bytes(20_000)
+    zeroed[len(data) // 2 : len(data) // 2 + 20_000] = bytes(20_000)
     (tmp_path / "zeroed.mp4").write_bytes(bytes(zeroed))
     for name in ("cut.mp4", "zeroed.mp4"):
         with open_video(tmp_path / name, backend) as reader:
@@ -286,7 +321,8 @@ def test_misc_api() -> None:
     with pytest.raises(ValueError, match="unknown video backend"):
         open_video("x.mp4", "opencv")  # type: ignore[arg-type]
     err = pickle.loads(pickle.dumps(VideoReadError(Path("a/b.mp4"), "empty file")))
-    assert (err.path, err.reason, str(err)) == (Path("a/b.mp4"), "empty file", "a/b.mp4: empty file")
+    assert (err.path, err.reason) == (Path("a/b.mp4"), "empty file")
+    assert str(err) == "a/b.mp4: empty file"
 
 
 def test_backends_are_not_imported_at_module_level() -> None:
@@ -294,8 +330,11 @@ def test_backends_are_not_imported_at_module_level() -> None:
     import ssvrl.data.video_reader as module
 
     tree = ast.parse(Path(module.__file__).read_text())
-    top = [alias.name for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom)
-           for alias in node.names] + [node.module or "" for node in tree.body
-                                       if isinstance(node, ast.ImportFrom)]
+    top = [
+        alias.name
+        for node in tree.body
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    ] + [node.module or "" for node in tree.body if isinstance(node, ast.ImportFrom)]
     assert "torch" in top and not {"av", "decord"} & {name.split(".")[0] for name in top}
     assert not any("_backend" in name for name in top)

@@ -220,8 +220,9 @@ def _apply_on(out: Tensor, mask: Tensor, op: Callable[..., Tensor], arg: Tensor 
         if result is not out:
             out.copy_(result)
         return
-    dev_idx = idx.to(out.device)
-    out.index_copy_(0, dev_idx, op(out.index_select(0, dev_idx), *args))
+    dev_idx, flat = idx.to(out.device), out.view(out.shape[0], -1)  # (B, C*T*H*W) view
+    sub = flat.index_select(0, dev_idx).view(-1, *out.shape[1:])  # (n, C, T, H, W) copy
+    flat.index_copy_(0, dev_idx, op(sub, *args).reshape(idx.numel(), -1))
 
 
 def apply_photometric(
@@ -238,8 +239,12 @@ def apply_photometric(
         raise ValueError(f"apply_photometric expects (B, 3, T, H, W), got {tuple(x.shape)}")
     p = params.to("cpu")
     out = x if inplace and x.dtype in (torch.float32, torch.float64) else _fresh(x)
-    jitter_ops = ((_brightness_, p.brightness, 1.0), (_contrast_, p.contrast, 1.0),
-                  (_saturation_, p.saturation, 1.0), (_hue_, p.hue, 0.0))
+    jitter_ops = (
+        (_brightness_, p.brightness, 1.0),
+        (_contrast_, p.contrast, 1.0),
+        (_saturation_, p.saturation, 1.0),
+        (_hue_, p.hue, 0.0),
+    )
     for rnd in range(4):
         for k, (op, factor, identity) in enumerate(jitter_ops):
             sel = p.jitter & (p.jitter_order[:, rnd] == k) & (factor != identity)

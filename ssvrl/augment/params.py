@@ -141,6 +141,7 @@ def sample_params(
     contrast, saturation uniform in [max(0, 1 - s), 1 + s], hue uniform in [-h, h].
     """
     u = draw_uniforms(seeds)  # (B, 54) float64
+    hw = (int(input_hw[0]), int(input_hw[1])) if input_hw is not None else (1, 1)
     factor = {
         name: _uniform(u[:, col], max(0.0, 1.0 - s), 1.0 + s).float()
         for name, col, s in (
@@ -152,7 +153,7 @@ def sample_params(
     blur = u[:, _BLUR] < cfg.blur_p
     sigma = torch.where(blur, _uniform(u[:, _SIGMA], *cfg.blur_sigma), 0.0).float()
     return ClipParams(
-        crop=_sample_crop(u, cfg, tuple(input_hw) if input_hw is not None else (1, 1)),
+        crop=_sample_crop(u, cfg, hw),
         flip=u[:, _FLIP] < cfg.flip_p,
         jitter=u[:, _JITTER] < cfg.jitter_p,
         hue=_uniform(u[:, _HUE], -cfg.hue, cfg.hue).float(),
@@ -171,8 +172,15 @@ def center_crop_params(batch: int, input_hw: tuple[int, int]) -> ClipParams:
     crop = torch.tensor([(1 - h) / 2, (1 - w) / 2, h, w], dtype=torch.float32).repeat(batch, 1)
     false, ones = torch.zeros(batch, dtype=torch.bool), torch.ones(batch)
     return ClipParams(
-        crop=crop, flip=false, jitter=false.clone(), brightness=ones, contrast=ones.clone(),
-        saturation=ones.clone(), hue=torch.zeros(batch),
-        jitter_order=torch.arange(4).repeat(batch, 1), gray=false.clone(),
-        blur_sigma=torch.zeros(batch), solarize=false.clone(),
+        crop=crop,
+        flip=false,
+        jitter=false.clone(),
+        brightness=ones,
+        contrast=ones.clone(),
+        saturation=ones.clone(),
+        hue=torch.zeros(batch),
+        jitter_order=torch.arange(4).repeat(batch, 1),
+        gray=false.clone(),
+        blur_sigma=torch.zeros(batch),
+        solarize=false.clone(),
     )

@@ -101,6 +101,9 @@ class VideoAugment(nn.Module):
     to ``x.device`` by the ops. Runs under ``no_grad``; output is always float32.
     """
 
+    mean: Tensor  # (3,) non-persistent buffers: follow .to(device), not saved
+    std: Tensor
+
     def __init__(self, cfg: AugmentConfig) -> None:
         super().__init__()
         self.cfg = cfg
@@ -124,9 +127,7 @@ class VideoAugment(nn.Module):
         return sample_params(self.cfg, seeds, input_hw)
 
     @torch.no_grad()
-    def forward(
-        self, x: Tensor, seeds: Tensor | None, params: ClipParams | None = None
-    ) -> Tensor:
+    def forward(self, x: Tensor, seeds: Tensor | None, params: ClipParams | None = None) -> Tensor:
         """uint8 / float (B, C, T, H, W) -> float32 (B, C, T, crop, crop); C == 3 for colour.
 
         ``seeds``: (B,) int64 on the CPU; ignored when ``params`` is given (replay).

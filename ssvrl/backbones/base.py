@@ -14,7 +14,7 @@ from torch import nn
 
 from ssvrl.registry import Registry
 
-BACKBONES: Registry[type["VideoBackbone"]] = Registry("backbone")
+BACKBONES: Registry[type[VideoBackbone]] = Registry("backbone")
 
 
 class VideoBackbone(nn.Module):
@@ -62,5 +62,6 @@ def load_weights(model: nn.Module, path: Path) -> None:
         raise ValueError(f"{path}: weights do not fit the backbone: {err}") from err
     if missing or unexpected:
         raise ValueError(
-            f"{path}: weights do not fit the backbone: missing {missing[:5]}, unexpected {unexpected[:5]}"
+            f"{path}: weights do not fit the backbone: missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]}"
         )

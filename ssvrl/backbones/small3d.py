@@ -8,8 +8,10 @@ from torch import nn
 from ssvrl.backbones.base import BACKBONES, VideoBackbone
 
 
-def _conv_bn_relu(cin: int, cout: int, kernel: tuple[int, int, int], stride: tuple[int, int, int]) -> nn.Sequential:
-    pad = tuple(k // 2 for k in kernel)
+def _conv_bn_relu(
+    cin: int, cout: int, kernel: tuple[int, int, int], stride: tuple[int, int, int]
+) -> nn.Sequential:
+    pad = (kernel[0] // 2, kernel[1] // 2, kernel[2] // 2)
     return nn.Sequential(
         nn.Conv3d(cin, cout, kernel, stride=stride, padding=pad, bias=False),
         nn.BatchNorm3d(cout),

@@ -7,6 +7,7 @@ Built without weights (nothing is downloaded); a user's local weights load throu
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -21,10 +22,13 @@ class _VideoResNet(VideoBackbone):
 
     def __init__(self) -> None:
         super().__init__()
-        net = type(self).factory(weights=None)
+        net: Any = type(self).factory(weights=None)
         self.stem = net.stem
         self.layer1, self.layer2, self.layer3, self.layer4 = (
-            net.layer1, net.layer2, net.layer3, net.layer4,
+            net.layer1,
+            net.layer2,
+            net.layer3,
+            net.layer4,
         )
         self.num_features = net.fc.in_features
 
@@ -41,7 +45,7 @@ def _resnet(name: str, factory_name: str) -> type[_VideoResNet]:
 
     cls = type(factory_name.upper(), (_VideoResNet,), {"factory": staticmethod(factory)})
     cls.__doc__ = f"torchvision ``{factory_name}`` trunk as a ssvrl backbone."
-    return BACKBONES.register(name)(cls)
+    return cast(type[_VideoResNet], BACKBONES.register(name)(cls))
 
 
 R3D18 = _resnet("r3d_18", "r3d_18")

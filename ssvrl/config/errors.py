@@ -126,7 +126,7 @@ def _check_container(tp: Any, value: Any, key: str) -> None:
         item_types = list(args)
     else:
         item_types = [args[0] if args else Any] * len(value)
-    for index, (item_type, item) in enumerate(zip(item_types, value)):
+    for index, (item_type, item) in enumerate(zip(item_types, value, strict=False)):
         _check(item_type, item, f"{key}[{index}]")
 
 

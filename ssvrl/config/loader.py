@@ -111,8 +111,10 @@ def _override_for(key: str | None, overrides: Sequence[str]) -> str | None:
         return None
     for item in reversed(overrides):
         for leaf in leaf_keys(parse_overrides([item])):
-            if key == leaf or key.startswith((f"{leaf}.", f"{leaf}[")) or leaf.startswith(
-                f"{key}."
+            if (
+                key == leaf
+                or key.startswith((f"{leaf}.", f"{leaf}["))
+                or leaf.startswith(f"{key}.")
             ):
                 return item
     return None

@@ -118,7 +118,9 @@ def schema_for(raw: Mapping[str, Any]) -> type[ExperimentConfig]:
 
     plugins = raw.get("plugins") or []
     if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
-        raise ConfigError(f"'plugins' must be a list of module names, got {plugins!r}", key="plugins")
+        raise ConfigError(
+            f"'plugins' must be a list of module names, got {plugins!r}", key="plugins"
+        )
     import_plugins(plugins)
     from ssvrl.objectives.entry_points import load_entry_points
 
@@ -129,7 +131,7 @@ def schema_for(raw: Mapping[str, Any]) -> type[ExperimentConfig]:
         cfg_cls = OBJECTIVES.get(str(name)).Config
     except RegistryError as err:
         raise ConfigError(f"objective.name: {err}", key="objective.name") from err
-    return _experiment_with(cfg_cls)
+    return _experiment_with(cfg_cls)  # type: ignore[arg-type]
 
 
 @functools.cache

@@ -15,8 +15,8 @@ from ssvrl.backbones import VideoBackbone, build_backbone
 from ssvrl.config.loader import save_config
 from ssvrl.config.schema import DataConfig, ExperimentConfig
 from ssvrl.data.bad_videos import BadVideoLog
-from ssvrl.data.dataset import DecodeConfig
 from ssvrl.data.datamodule import PretrainDataModule
+from ssvrl.data.dataset import DecodeConfig
 from ssvrl.data.index import VideoIndex, build_index
 from ssvrl.engine.callbacks import BadVideoSummary
 from ssvrl.engine.module import PretrainModule
@@ -33,7 +33,9 @@ def make_run_dir(cfg: ExperimentConfig) -> Path:
     """``<out_dir>/<name>/version_N`` with the next free N; ``config.yaml`` written into it."""
     base = Path(cfg.out_dir) / cfg.name
     base.mkdir(parents=True, exist_ok=True)
-    taken = [int(p.name.split("_")[1]) for p in base.glob("version_*") if p.name.split("_")[1].isdigit()]
+    taken = [
+        int(p.name.split("_")[1]) for p in base.glob("version_*") if p.name.split("_")[1].isdigit()
+    ]
     run_dir = base / f"version_{max(taken, default=-1) + 1}"
     run_dir.mkdir()
     save_config(cfg, run_dir / "config.yaml")
@@ -44,15 +46,24 @@ def build_video_index(data: DataConfig, subset: str) -> VideoIndex:
     """The index of one subset; fails when more than ``max_missing_fraction`` of it is absent."""
     root = Path(data.root)
     index = build_index(
-        data.format, root, subset,  # type: ignore[arg-type]
-        annotations=Path(data.annotations) if data.annotations else None, split=data.split,
+        data.format,
+        root,
+        subset,  # type: ignore[arg-type]
+        annotations=Path(data.annotations) if data.annotations else None,
+        split=data.split,
         train_list=Path(data.train_list) if data.train_list else None,
         test_list=Path(data.test_list) if data.test_list else None,
     )
     listed = len(index) + len(index.missing)
     if index.missing:
-        log.warning("%d of %d %s videos listed in the annotations are missing under %s "
-                    "(first: %s)", len(index.missing), listed, subset, root, index.missing[0])
+        log.warning(
+            "%d of %d %s videos listed in the annotations are missing under %s (first: %s)",
+            len(index.missing),
+            listed,
+            subset,
+            root,
+            index.missing[0],
+        )
     if len(index) == 0 or len(index.missing) > data.max_missing_fraction * listed:
         raise DataError(
             f"{len(index.missing)} of {listed} {subset} videos are missing under {root}; "
@@ -62,8 +73,9 @@ def build_video_index(data: DataConfig, subset: str) -> VideoIndex:
 
 
 def decode_config(data: DataConfig) -> DecodeConfig:
-    return DecodeConfig(backend=data.backend, short_side=data.short_side,
-                        max_retries=data.max_retries)
+    return DecodeConfig(
+        backend=data.backend, short_side=data.short_side, max_retries=data.max_retries
+    )
 
 
 def build_encoder(cfg: ExperimentConfig) -> VideoBackbone:
@@ -89,30 +101,55 @@ def build_pretrain(cfg: ExperimentConfig, run_dir: Path) -> PretrainParts:
     bad = BadVideoLog(run_dir / "bad_videos", len(index), cfg.data.max_bad_fraction)
     world = cfg.trainer.devices * cfg.trainer.num_nodes
     module = PretrainModule(backbone, objective, cfg.optim, cfg.data.batch_size * world)
-    dm = PretrainDataModule(index, objective.clip_sampler(), decode_config(cfg.data), bad,
-                            cfg.data.batch_size, cfg.data.num_workers, cfg.seed)
+    dm = PretrainDataModule(
+        index,
+        objective.clip_sampler(),
+        decode_config(cfg.data),
+        bad,
+        cfg.data.batch_size,
+        cfg.data.num_workers,
+        cfg.seed,
+    )
     return PretrainParts(module, dm, bad)
 
 
 def build_trainer(cfg: ExperimentConfig, run_dir: Path, bad: BadVideoLog) -> pl.Trainer:
     t = cfg.trainer
     # The run folder already holds config.yaml, which the CSV logger mistakes for old logs.
-    warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
+    warnings.filterwarnings(
+        "ignore", message="Experiment logs directory .* exists and is not empty"
+    )
     warnings.filterwarnings("ignore", message="You have overridden `on_after_batch_transfer`")
     version = run_dir.name
-    loggers = [TensorBoardLogger(cfg.out_dir, name=cfg.name, version=version, default_hp_metric=False),
-               CSVLogger(cfg.out_dir, name=cfg.name, version=version)]
-    ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=-1,
-                           every_n_epochs=t.checkpoint_every_n_epochs, filename="epoch{epoch:03d}",
-                           auto_insert_metric_name=False)
+    loggers = [
+        TensorBoardLogger(cfg.out_dir, name=cfg.name, version=version, default_hp_metric=False),
+        CSVLogger(cfg.out_dir, name=cfg.name, version=version),
+    ]
+    ckpt = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        save_last=True,
+        save_top_k=-1,
+        every_n_epochs=t.checkpoint_every_n_epochs,
+        filename="epoch{epoch:03d}",
+        auto_insert_metric_name=False,
+    )
     return pl.Trainer(
-        default_root_dir=run_dir, max_epochs=t.max_epochs, max_steps=t.max_steps,
-        accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
+        default_root_dir=run_dir,
+        max_epochs=t.max_epochs,
+        max_steps=t.max_steps,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=t.strategy,
         precision=t.precision,  # type: ignore[arg-type]
-        gradient_clip_val=t.gradient_clip_val or None, log_every_n_steps=t.log_every_n_steps,
-        logger=loggers, callbacks=[ckpt, LearningRateMonitor("step"), BadVideoSummary(bad, run_dir)],
-        use_distributed_sampler=False, enable_progress_bar=t.progress_bar,
-        deterministic=t.deterministic, num_sanity_val_steps=0,
+        gradient_clip_val=t.gradient_clip_val or None,
+        log_every_n_steps=t.log_every_n_steps,
+        logger=loggers,
+        callbacks=[ckpt, LearningRateMonitor("step"), BadVideoSummary(bad, run_dir)],
+        use_distributed_sampler=False,
+        enable_progress_bar=t.progress_bar,
+        deterministic=t.deterministic,
+        num_sanity_val_steps=0,
     )
 
 
@@ -125,5 +162,7 @@ def fit(cfg: ExperimentConfig) -> Path:
     trainer.fit(parts.module, datamodule=parts.datamodule)
     n_bad = parts.bad.count()
     if n_bad:
-        log.warning("%d unreadable videos were skipped; list in %s", n_bad, run_dir / "bad_videos.json")
+        log.warning(
+            "%d unreadable videos were skipped; list in %s", n_bad, run_dir / "bad_videos.json"
+        )
     return run_dir

@@ -21,6 +21,9 @@ class BadVideoSummary(pl.Callback):
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.is_global_zero:
-            summary = {"count": self.bad.count(), "total": self.bad.total,
-                       "videos": self.bad.summary()}
+            summary = {
+                "count": self.bad.count(),
+                "total": self.bad.total,
+                "videos": self.bad.summary(),
+            }
             (self.run_dir / "bad_videos.json").write_text(json.dumps(summary, indent=2))

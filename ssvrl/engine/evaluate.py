@@ -31,12 +31,15 @@ def resolve_checkpoint(cfg: ExperimentConfig, spec: str) -> Path | None:
     if spec == "random":
         return None
     if spec == "last":
-        runs = sorted((Path(cfg.out_dir) / cfg.name).glob("version_*/checkpoints/last.ckpt"),
-                      key=lambda p: int(p.parts[-3].split("_")[1]))
+        runs = sorted(
+            (Path(cfg.out_dir) / cfg.name).glob("version_*/checkpoints/last.ckpt"),
+            key=lambda p: int(p.parts[-3].split("_")[1]),
+        )
         if not runs:
             raise FileNotFoundError(
                 f"no checkpoint under {Path(cfg.out_dir) / cfg.name}/version_*/checkpoints/: run "
-                f"`ssvrl fit` first or pass probe.checkpoint=PATH or probe.checkpoint=random")
+                f"`ssvrl fit` first or pass probe.checkpoint=PATH or probe.checkpoint=random"
+            )
         return runs[-1]
     path = Path(spec)
     if not path.is_file():
@@ -44,8 +47,16 @@ def resolve_checkpoint(cfg: ExperimentConfig, spec: str) -> Path | None:
     return path
 
 
-def _features(cfg: ExperimentConfig, backbone: torch.nn.Module, subset: str, clips: int,
-              view: TemporalView, aug: VideoAugment, device: torch.device, bad_dir: Path) -> tuple[FeatureSet, int]:
+def _features(
+    cfg: ExperimentConfig,
+    backbone: torch.nn.Module,
+    subset: str,
+    clips: int,
+    view: TemporalView,
+    aug: VideoAugment,
+    device: torch.device,
+    bad_dir: Path,
+) -> tuple[FeatureSet, int]:
     index = build_video_index(cfg.data, subset)
     bad = BadVideoLog(bad_dir, len(index), cfg.data.max_bad_fraction)
     ds = EvalClipDataset(index, view, clips, decode_config(cfg.data), bad)
@@ -54,7 +65,9 @@ def _features(cfg: ExperimentConfig, backbone: torch.nn.Module, subset: str, cli
     return fs, len(index.classes)
 
 
-def run_probe(cfg: ExperimentConfig, checkpoint: str, out_dir: Path | None = None) -> dict[str, Any]:
+def run_probe(
+    cfg: ExperimentConfig, checkpoint: str, out_dir: Path | None = None
+) -> dict[str, Any]:
     """Fit a linear probe on frozen features of ``checkpoint`` and write ``probe.json``."""
     ckpt = resolve_checkpoint(cfg, checkpoint)
     pl.seed_everything(cfg.seed, verbose=False)  # a "random" init is the seed's init
@@ -69,7 +82,9 @@ def run_probe(cfg: ExperimentConfig, checkpoint: str, out_dir: Path | None = Non
     backbone.to(device)
     out = out_dir or (ckpt.parent.parent if ckpt else Path(cfg.out_dir) / cfg.name / "probe_random")
     out.mkdir(parents=True, exist_ok=True)
-    train, num_classes = _features(cfg, backbone, "train", p.train_clips, view, aug, device, out / "bad_videos")
+    train, num_classes = _features(
+        cfg, backbone, "train", p.train_clips, view, aug, device, out / "bad_videos"
+    )
     test, _ = _features(cfg, backbone, "test", p.test_clips, view, aug, device, out / "bad_videos")
     K, D = train.feats.shape[1:]
     x = train.feats[train.valid].reshape(-1, D)  # (N_train * K, D): every clip an example
@@ -80,11 +95,18 @@ def run_probe(cfg: ExperimentConfig, checkpoint: str, out_dir: Path | None = Non
     result = {
         **topk_accuracy(logits, test.labels[test.valid]),
         "checkpoint": str(ckpt) if ckpt else "random",
-        "protocol": {"classifier": "linear, L-BFGS, standardised features",
-                     "train_clips_per_video": p.train_clips, "test_clips_per_video": p.test_clips,
-                     "frames": view.frames, "stride": view.stride, "crop": aug.cfg.crop_size,
-                     "split": cfg.data.split, "format": cfg.data.format},
-        "num_train_videos": int(train.valid.sum()), "num_test_videos": int(test.valid.sum()),
+        "protocol": {
+            "classifier": "linear, L-BFGS, standardised features",
+            "train_clips_per_video": p.train_clips,
+            "test_clips_per_video": p.test_clips,
+            "frames": view.frames,
+            "stride": view.stride,
+            "crop": aug.cfg.crop_size,
+            "split": cfg.data.split,
+            "format": cfg.data.format,
+        },
+        "num_train_videos": int(train.valid.sum()),
+        "num_test_videos": int(test.valid.sum()),
         "unreadable_videos": int((~train.valid).sum() + (~test.valid).sum()),
         "config_hash": config_hash(cfg),
     }
@@ -97,6 +119,8 @@ def format_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
     """A small Markdown table of probe results: encoder, top-1, top-5, videos."""
     lines = ["| encoder | top-1 | top-5 | train / test videos |", "|---|---|---|---|"]
     for name, r in rows:
-        lines.append(f"| {name} | {r['top1']:.1f} | {r['top5']:.1f} | "
-                     f"{r['num_train_videos']} / {r['num_test_videos']} |")
+        lines.append(
+            f"| {name} | {r['top1']:.1f} | {r['top5']:.1f} | "
+            f"{r['num_train_videos']} / {r['num_test_videos']} |"
+        )
     return "\n".join(lines)

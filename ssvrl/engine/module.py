@@ -20,8 +20,9 @@ from ssvrl.objectives.base import Objective
 
 
 class PretrainModule(pl.LightningModule):
-    def __init__(self, backbone: nn.Module, objective: Objective, optim: OptimConfig,
-                 global_batch_size: int) -> None:
+    def __init__(
+        self, backbone: nn.Module, objective: Objective, optim: OptimConfig, global_batch_size: int
+    ) -> None:
         super().__init__()
         self.backbone = backbone
         self.objective = objective
@@ -36,7 +37,9 @@ class PretrainModule(pl.LightningModule):
             return batch
         views = {}
         for name, clips in batch["views"].items():  # clips: uint8 (B, C, T, H, W)
-            views[name] = self.augment[name](clips, batch["seeds"][name].cpu())  # float (B, C, T, h, w)
+            views[name] = self.augment[name](
+                clips, batch["seeds"][name].cpu()
+            )  # float (B, C, T, h, w)
         return {**batch, "views": views}
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
@@ -51,7 +54,7 @@ class PretrainModule(pl.LightningModule):
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         self.objective.on_after_optimizer_step(self.backbone, min(self.global_step / total, 1.0))
 
-    def configure_optimizers(self) -> dict[str, Any]:
+    def configure_optimizers(self) -> Any:
         c = self.optim_cfg
         lr = c.lr * self.global_batch_size / 256 if c.lr_scaling == "linear" else c.lr
         groups = param_groups([self.backbone, self.objective], c.weight_decay)

@@ -16,7 +16,8 @@ from torch import nn
 
 def param_groups(modules: Iterable[nn.Module], weight_decay: float) -> list[dict]:
     """Two groups: decayed (>= 2-D weights) and not decayed (biases, norm weights)."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for module in modules:
         for p in module.parameters():
             if p.requires_grad:

@@ -20,8 +20,10 @@ class FeatureSet:
 
 @torch.no_grad()
 def extract_features(
-    backbone: nn.Module, batches: Iterable[dict[str, Any]],
-    transform: Callable[[torch.Tensor], torch.Tensor], device: torch.device,
+    backbone: nn.Module,
+    batches: Iterable[dict[str, Any]],
+    transform: Callable[[torch.Tensor], torch.Tensor],
+    device: torch.device,
 ) -> FeatureSet:
     """Run every clip of every video through ``backbone`` in eval mode.
 
@@ -44,5 +46,6 @@ def extract_features(
             index.append(batch["index"])
     finally:
         backbone.train(was_training)
-    return FeatureSet(torch.cat(feats), torch.cat(labels).long(), torch.cat(valid).bool(),
-                      torch.cat(index).long())
+    return FeatureSet(
+        torch.cat(feats), torch.cat(labels).long(), torch.cat(valid).bool(), torch.cat(index).long()
+    )

@@ -15,6 +15,8 @@ from torch import nn
 
 
 class LinearProbe(nn.Module):
+    mean: torch.Tensor
+    std: torch.Tensor
     def __init__(self, mean: torch.Tensor, std: torch.Tensor, num_classes: int) -> None:
         super().__init__()
         self.register_buffer("mean", mean)
@@ -26,8 +28,13 @@ class LinearProbe(nn.Module):
 
 
 def fit_linear_probe(
-    x: torch.Tensor, y: torch.Tensor, num_classes: int, *, steps: int = 200,
-    weight_decay: float = 1e-4, lr: float = 1.0,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    num_classes: int,
+    *,
+    steps: int = 200,
+    weight_decay: float = 1e-4,
+    lr: float = 1.0,
 ) -> LinearProbe:
     """Minimise ``CE(fc(standardise(x)), y) + weight_decay * ||W||^2`` over the whole set.
 
@@ -40,9 +47,15 @@ def fit_linear_probe(
     probe = LinearProbe(x.mean(dim=0), std, num_classes).to(x.device)
     nn.init.zeros_(probe.fc.weight)
     nn.init.zeros_(probe.fc.bias)
-    opt = torch.optim.LBFGS(probe.fc.parameters(), lr=lr, max_iter=steps, history_size=20,
-                            line_search_fn="strong_wolfe", tolerance_grad=1e-9,
-                            tolerance_change=1e-12)
+    opt = torch.optim.LBFGS(
+        probe.fc.parameters(),
+        lr=lr,
+        max_iter=steps,
+        history_size=20,
+        line_search_fn="strong_wolfe",
+        tolerance_grad=1e-9,
+        tolerance_change=1e-12,
+    )
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
@@ -54,7 +67,9 @@ def fit_linear_probe(
     return probe
 
 
-def topk_accuracy(logits: torch.Tensor, y: torch.Tensor, ks: tuple[int, ...] = (1, 5)) -> dict[str, float]:
+def topk_accuracy(
+    logits: torch.Tensor, y: torch.Tensor, ks: tuple[int, ...] = (1, 5)
+) -> dict[str, float]:
     """``{"top1": %, "top5": %}``; k larger than the number of classes counts every class."""
     out = {}
     for k in ks:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
 from torch import nn
 
 from ssvrl.augment import AugmentConfig
@@ -17,8 +18,6 @@ from ssvrl.data.sampling import ClipSampler, IntervalPairSampler
 from ssvrl.heads.mlp import mlp_head
 from ssvrl.losses.info_nce import info_nce
 from ssvrl.objectives.base import OBJECTIVES, Objective, ObjectiveConfig, ObjectiveOutput, ViewSpec
-
-import torch
 
 
 @dataclass(frozen=True)
@@ -48,8 +47,10 @@ class CVRL(Objective):
 
     def views(self) -> tuple[ViewSpec, ...]:
         c = self.cfg
-        return (ViewSpec("clip1", c.frames, c.stride, c.augment),
-                ViewSpec("clip2", c.frames, c.stride, c.augment))
+        return (
+            ViewSpec("clip1", c.frames, c.stride, c.augment),
+            ViewSpec("clip2", c.frames, c.stride, c.augment),
+        )
 
     def clip_sampler(self) -> ClipSampler:
         v1, v2 = (v.temporal for v in self.views())

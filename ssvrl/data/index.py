@@ -1,0 +1,185 @@
+"""Which videos a subset holds, with 0-based labels: built from UCF101 split files or a CSV.
+
+:func:`build_index` parses the lists (:mod:`ssvrl.data.formats`), maps labels to 0-based class
+ids, and resolves every path against ``root``. Resolution is also a safety check: a listed path
+that ends up outside ``root`` (``../x``, an absolute path elsewhere, a symlink pointing out) is
+rejected, so an annotation file can never make the loader read arbitrary files. Listed files
+absent on disk are collected in :attr:`VideoIndex.missing` for the caller to judge.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from ssvrl.data.formats import (
+    INTEGER,
+    AnnotationError,
+    Entry,
+    csv_classes,
+    parse_class_index,
+    parse_csv_list,
+    parse_ucf101_list,
+)
+
+__all__ = ["AnnotationError", "VideoRecord", "VideoIndex", "build_index"]
+
+
+@dataclass(frozen=True)
+class VideoRecord:
+    """One video: absolute resolved path inside the root, 0-based label (-1 if unlabeled)."""
+
+    path: Path
+    label: int
+
+
+@dataclass(frozen=True)
+class VideoIndex:
+    """The videos of one subset, the class names by id, and listed-but-absent files."""
+
+    root: Path
+    records: tuple[VideoRecord, ...]
+    classes: tuple[str, ...]
+    missing: tuple[Path, ...]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+def build_index(
+    fmt: Literal["ucf101", "csv"],
+    root: Path,
+    subset: Literal["train", "test"],
+    *,
+    annotations: Path | None = None,
+    split: int = 1,
+    train_list: Path | None = None,
+    test_list: Path | None = None,
+    check_exists: bool = True,
+) -> VideoIndex:
+    """Index the ``subset`` videos under ``root``.
+
+    ucf101: ``annotations`` holds ``classInd.txt``, ``trainlist0{split}.txt`` and
+    ``testlist0{split}.txt`` (``train_list``/``test_list`` override the two lists); test
+    labels come from the class folder, matched case-insensitively. csv: ``train_list`` and
+    ``test_list`` (default ``annotations/train.csv`` and ``test.csv``) hold ``path,label``
+    rows; labels are all integer ids, or all class names numbered in sorted order over both
+    lists (those present) so train and test ids agree.
+
+    Raises:
+        AnnotationError: malformed row, unknown class, label/folder disagreement, path
+            escaping ``root``, duplicate path, bad ``split`` (names file and line).
+    """
+    if subset not in ("train", "test"):
+        raise ValueError(f"subset must be 'train' or 'test', got {subset!r}")
+    if fmt == "ucf101":
+        classes, labelled = _ucf101(annotations, subset, split, train_list, test_list)
+    elif fmt == "csv":
+        classes, labelled = _csv(annotations, subset, train_list, test_list)
+    else:
+        raise ValueError(f"unknown annotation format {fmt!r}; expected 'ucf101' or 'csv'")
+    return _resolve(Path(root), labelled, classes, check_exists)
+
+
+def _ucf101(
+    annotations: Path | None,
+    subset: str,
+    split: int,
+    train_list: Path | None,
+    test_list: Path | None,
+) -> tuple[tuple[str, ...], list[tuple[Entry, int]]]:
+    """Classes from classInd.txt and ``(entry, 0-based label)`` for the subset's list."""
+    if annotations is None:
+        raise ValueError("ucf101 needs `annotations`: the folder holding classInd.txt")
+    if split not in (1, 2, 3) or isinstance(split, bool):
+        raise AnnotationError(Path(annotations), None, f"split must be 1, 2 or 3, got {split!r}")
+    classes = parse_class_index(Path(annotations) / "classInd.txt")
+    default = Path(annotations) / f"{subset}list0{split}.txt"
+    file = (train_list if subset == "train" else test_list) or default
+    folder_ids = {name.lower(): i for i, name in enumerate(classes)}
+    labelled = []
+    for entry in parse_ucf101_list(file, require_label=subset == "train"):
+        parts = [part for part in entry.rel.split("/") if part not in ("", ".")]
+        if len(parts) < 2 or parts[0].lower() not in folder_ids:
+            raise entry.error("path does not start with a class folder listed in classInd.txt")
+        label = folder_ids[parts[0].lower()]
+        if entry.label is not None:
+            if not INTEGER.fullmatch(entry.label) or not 1 <= int(entry.label) <= len(classes):
+                raise entry.error(f"label must be a class id in 1..{len(classes)}")
+            if int(entry.label) - 1 != label:
+                raise entry.error(
+                    f"label {entry.label} ({classes[int(entry.label) - 1]}) "
+                    f"disagrees with class folder {parts[0]!r}"
+                )
+        labelled.append((entry, label))
+    return classes, labelled
+
+
+def _csv(
+    annotations: Path | None,
+    subset: str,
+    train_list: Path | None,
+    test_list: Path | None,
+) -> tuple[tuple[str, ...], list[tuple[Entry, int]]]:
+    """Classes and ``(entry, 0-based label)`` for the subset's CSV list."""
+    base = Path(annotations) if annotations is not None else None
+    train = train_list or (base / "train.csv" if base else None)
+    test = test_list or (base / "test.csv" if base else None)
+    own_file, other_file = (train, test) if subset == "train" else (test, train)
+    if own_file is None:
+        raise ValueError(f"csv needs `{subset}_list` or an `annotations` folder")
+    own = parse_csv_list(Path(own_file))
+    other = parse_csv_list(Path(other_file)) if other_file and Path(other_file).is_file() else []
+    classes, class_id = csv_classes([e for e in own + other if e.label is not None])
+    return classes, [(e, class_id(e.label) if e.label is not None else -1) for e in own]
+
+
+def _resolve(
+    root: Path,
+    labelled: list[tuple[Entry, int]],
+    classes: tuple[str, ...],
+    check_exists: bool,
+) -> VideoIndex:
+    """Resolve paths inside ``root``, reject escapes and duplicates, split off missing files."""
+    base = os.path.realpath(root)
+    inside = base.rstrip(os.sep) + os.sep
+    resolve = _cached_resolver(base)
+    records, missing = [], []
+    seen: dict[str, Entry] = {}
+    for entry, label in labelled:
+        path = resolve(entry.rel)
+        if not path.startswith(inside):
+            raise entry.error(f"path resolves outside the dataset root {base}")
+        if path in seen:
+            raise entry.error(f"duplicate of line {seen[path].line}")
+        seen[path] = entry
+        if check_exists and not os.path.isfile(path):
+            missing.append(Path(path))
+        else:
+            records.append(VideoRecord(Path(path), label))
+    return VideoIndex(Path(base), tuple(records), classes, tuple(missing))
+
+
+def _cached_resolver(base: str) -> Callable[[str], str]:
+    """``os.path.realpath(base / rel)``, resolving each parent folder only once.
+
+    Same result as resolving the whole path (a symlinked file is still followed), but a
+    101-class dataset needs ~101 full resolutions instead of ~13k. Plain strings, not pathlib:
+    pathlib's parsing dominated the cost (~3x slower on the UCF101 lists).
+    """
+    parents: dict[str, str] = {}
+
+    def resolve(rel: str) -> str:
+        joined = os.path.join(base, rel)
+        folder, name = os.path.split(joined)
+        if ".." in joined.split(os.sep) or name in ("", "."):
+            return os.path.realpath(joined)
+        if folder not in parents:
+            parents[folder] = os.path.realpath(folder)
+        path = os.path.join(parents[folder], name)
+        return os.path.realpath(path) if os.path.islink(path) else path
+
+    return resolve
