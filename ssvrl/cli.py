@@ -56,6 +56,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
         "frames": args.frames,
         "size": args.size,
         "container": args.container,
+        "style": args.style,
+        "background_mix": args.background_mix,
     }
     spec = SynthSpec(**{k: v for k, v in chosen.items() if v is not None})
     summary = write_synthetic_dataset(args.out, spec, workers=args.workers, progress=True)
@@ -99,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--frames", type=int, default=None, help="default: SynthSpec's")
     s.add_argument("--size", type=int, default=None, help="default: SynthSpec's")
     s.add_argument("--container", choices=["avi", "mp4"], default=None)
+    s.add_argument("--style", choices=["dots", "objects"], default=None)
+    s.add_argument("--background-mix", type=float, default=None,
+                   help="dots style: strength of the static background texture, 0..1")
     s.add_argument("--workers", type=int, default=None)
     s.set_defaults(func=cmd_synth)
     return p

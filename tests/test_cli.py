@@ -107,3 +107,12 @@ def test_too_many_bad_videos_stops_with_clear_error(
     )
     assert code == 1
     assert "unreadable" in caplog.text and "max_bad_fraction" in caplog.text
+
+
+def test_data_synth_command(tmp_path: Path) -> None:
+    out = tmp_path / "synth"
+    assert main(["data", "synth", str(out), "--classes", "2", "--groups", "3",
+                 "--clips-per-group", "1", "--frames", "24", "--background-mix", "0.5"]) == 0
+    assert len(list((out / "videos").rglob("*.avi"))) == 6
+    assert json.loads((out / "synthetic_spec.json").read_text())["background_mix"] == 0.5
+    assert (out / "annotations" / "classInd.txt").read_bytes().endswith(b"\r\n")

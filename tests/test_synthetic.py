@@ -123,18 +123,54 @@ def test_videos_decode_with_decord(tiny: Path) -> None:
 
 
 def test_encoded_frames_match_render(tiny: Path) -> None:
-    """Decoded luma is close to the rendered one (quantiser 2 keeps small objects).
+    """Decoded luma is close to the rendered one (quantiser 2 keeps small dots).
 
-    Colour is looser: yuv420p halves chroma resolution, which blurs fine coloured stripes.
+    Colour is looser: yuv420p halves chroma resolution, which blurs small coloured dots.
     """
+    from ssvrl.data.synthetic_dots import render_dots
+
+    scene_rng = np.random.default_rng([TINY.seed, 2])  # scenes shared by classes
+    rendered = render_dots(4, scene_rng, np.random.default_rng([TINY.seed, 4, 2, 1]), TINY)
+    decoded = _decode(tiny / "videos/RotateClockwise/v_RotateClockwise_g02_c01.avi")
+    assert np.abs(_luma(decoded) - _luma(rendered)).mean() < 4.0
+    assert np.abs(decoded.astype(float) - rendered).mean() < 14.0
+
+
+def test_encoded_objects_match_render(tmp_path: Path) -> None:
+    """The "objects" style: decoded luma close to the render, colour looser (yuv420p)."""
     from ssvrl.data.synthetic_render import draw_clip, draw_scene, render_clip
 
-    scene = draw_scene(np.random.default_rng([TINY.seed, 4, 2]), TINY)
-    clip = draw_clip(np.random.default_rng([TINY.seed, 4, 2, 1]), scene, TINY)
-    rendered = render_clip(4, scene, clip, TINY)
-    decoded = _decode(tiny / "videos/RotateClockwise/v_RotateClockwise_g02_c01.avi")
+    spec = replace(TINY, style="objects", num_classes=5, groups=2, clips_per_group=1)
+    write_synthetic_dataset(tmp_path, spec, workers=1)
+    scene = draw_scene(np.random.default_rng([spec.seed, 2]), spec)  # scenes shared by classes
+    clip = draw_clip(np.random.default_rng([spec.seed, 4, 2, 1]), scene, spec)
+    rendered = render_clip(4, scene, clip, spec)
+    decoded = _decode(tmp_path / "videos/RotateClockwise/v_RotateClockwise_g02_c01.avi")
     assert np.abs(_luma(decoded) - _luma(rendered)).mean() < 3.0
     assert np.abs(decoded.astype(float) - rendered).mean() < 12.0
+
+
+@pytest.mark.parametrize("cls", range(len(MOTIONS)))
+def test_dot_tracks_follow_the_class_motion(cls: int) -> None:
+    """Every dot moves as its class says: direction, spin sense, or radial in/out flow."""
+    from ssvrl.data.synthetic_dots import dot_tracks
+
+    spec, motion = SynthSpec(num_classes=len(MOTIONS)), MOTIONS[cls]
+    ys, xs = dot_tracks(motion, np.random.default_rng(cls), spec, 30)  # (T, K)
+    vy, vx = np.diff(ys, axis=0), np.diff(xs, axis=0)  # (T-1, K) px per frame
+    if not motion.spin and not motion.zoom:
+        speed = np.hypot(vx, vy)
+        along = (vx * motion.dx + vy * motion.dy) / speed
+        assert np.allclose(along, 1.0, atol=1e-4) and 0.5 < speed.mean() < 1.5
+        return
+    cy, cx = ys.mean(), xs.mean()  # the flow's centre, up to sampling noise
+    ry, rx = ys[:-1] - cy, xs[:-1] - cx
+    if motion.spin:  # cross product: > 0 is clockwise on screen (y points down)
+        assert np.mean(np.sign(rx * vy - ry * vx) == motion.spin) > 0.9
+    else:  # radial component, ignoring the wrap-around jumps
+        radial = (rx * vx + ry * vy) / np.hypot(rx, ry).clip(1e-3)
+        small = np.abs(radial) < 5
+        assert np.mean(np.sign(radial[small]) == motion.zoom) > 0.9
 
 
 def test_deterministic_in_seed(tiny: Path, tmp_path: Path) -> None:
@@ -162,7 +198,8 @@ def test_mp4_container(tmp_path: Path) -> None:
 @pytest.mark.parametrize("cls", range(len(MOTIONS)))
 def test_class_is_recoverable_from_motion(cls: int) -> None:
     """The estimated flow of a lone object matches the class's direction, spin or zoom."""
-    spec = SynthSpec(num_classes=len(MOTIONS), objects=(1, 1), noise=0.0, flicker=0.0, frames=16)
+    spec = SynthSpec(num_classes=len(MOTIONS), objects=(1, 1), noise=0.0, flicker=0.0, frames=16,
+                     style="objects")
     motion = MOTIONS[cls]
     for seed in range(4):
         vx, vy, omega, zoom = _motion(render_video(cls, np.random.default_rng(seed), spec))
@@ -197,3 +234,13 @@ def test_render_video_shape_and_dtype() -> None:
     video = render_video(11, np.random.default_rng(0), spec)
     assert video.shape == (30, 40, 40, 3) and video.dtype == np.uint8
     assert np.array_equal(video, render_video(11, np.random.default_rng(0), spec))
+
+
+def test_groups_share_scenes_across_classes(tiny: Path) -> None:
+    """Group g is one scene in every class (shared_scenes=True): similar colours, unlike g' != g."""
+    def colour(name: str, group: int) -> np.ndarray:
+        return _decode(tiny / f"videos/{name}/v_{name}_g{group:02d}_c01.avi").mean((0, 1, 2))
+
+    same = np.abs(colour("MoveLeft", 1) - colour("RotateClockwise", 1)).max()
+    other = np.abs(colour("MoveLeft", 1) - colour("MoveLeft", 2)).max()
+    assert same < 25 < other

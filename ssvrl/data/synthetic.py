@@ -44,16 +44,23 @@ Layout (exactly like UCF101; ``XX`` = group, ``YY`` = clip in the group, both fr
 The annotation files use CRLF line endings like the official ones. As in UCF101 a group is one
 "scene": its clips share background and object appearance (each clip re-draws viewpoint, small
 colour and size jitter, positions and speeds), so splits are made by group and test scenes are
-unseen. UCF101 holds out groups 1-7, 8-14, 15-21 of its 25 for splits 1-3; here split ``k``
-holds out ``n = max(1, min(round(7 * groups / 25), groups // 3))`` consecutive groups starting at
-group ``(k - 1) * n + 1`` (wrapping when ``groups < 3``). The default, 6 classes x 20 groups x
+unseen. By default (``shared_scenes=True``) scene ``g`` is the same in every class, like KTH's
+subjects who each perform every action: appearance then carries exactly no class information
+even in a finite sample, and for a contrastive objective the other classes' videos of a scene
+are negatives that differ by motion only, which makes motion worth learning. With
+``shared_scenes=False`` each (class, group) has its own scene, as in UCF101.
+
+Splits: UCF101 holds out groups 1-7, 8-14, 15-21 of its 25 for splits 1-3; here split ``k`` holds
+out ``n = max(1, min(round(7 * groups / 25), groups // 3))`` consecutive groups starting at group
+``(k - 1) * n + 1`` (wrapping when ``groups < 3``). The default, 6 classes x 20 groups x
 3 clips = 360 videos, tests groups 1-6, 7-12, 13-18: 252 train / 108 test videos per split
-(many small groups rather than few large ones, so that 36 unseen test scenes average out luck).
+(many small groups rather than a few large ones: more distinct scenes to train and test on).
 
 Videos are encoded with PyAV at ``fps`` frames/s: MPEG-4 Part 2 in AVI (like UCF101's XviD) at
 quantiser 2, or H.264 (libx264, CRF 12) in MP4. Everything is deterministic in ``spec.seed``:
-group ``g`` (1-based) of class ``c`` (0-based) draws its scene from ``default_rng([seed, c, g])`` and clip ``j`` its
-motion from ``default_rng([seed, c, g, j])``; encoding is single-threaded, so the bytes repeat.
+scene ``g`` (1-based) draws from ``default_rng([seed, g])`` (``[seed, c, g]`` for class ``c``,
+0-based, when scenes are not shared) and clip ``j`` of class ``c`` from
+``default_rng([seed, c, g, j])``; encoding is single-threaded, so the bytes repeat too.
 
 Known reader quirk: decord2 3.4 returns frames with a wrong channel count for some widths
 (16, 24, 32, 48, 96, 144 px; any codec), while 40, 56, 64, 72, 80, 112 and 128 decode fine.
@@ -74,6 +81,7 @@ from typing import Literal
 import av
 import numpy as np
 
+from ssvrl.data.synthetic_dots import render_dots
 from ssvrl.data.synthetic_render import MOTIONS, draw_clip, draw_scene, render_clip
 
 __all__ = [
@@ -108,6 +116,15 @@ class SynthSpec:
     background_contrast: float = 0.6  # 0: flat background, 1: two fully independent colours
     noise: float = 2.0  # std of per-pixel Gaussian camera noise (0..255 scale)
     flicker: float = 0.02  # std of the per-frame global brightness gain
+    shared_scenes: bool = True  # True: group g is one scene in every class; False: per class
+    # "dots" (default): a random-dot field moving with the class motion over a weakly textured
+    # static background (see synthetic_dots.py); "objects": 1-3 large textured objects.
+    style: Literal["dots", "objects"] = "dots"
+    dots: tuple[int, int] = (25, 45)  # inclusive range of dots per video (dots style)
+    dot_radius: tuple[float, float] = (2.0, 3.5)  # px
+    dot_speed: tuple[float, float] = (0.6, 1.2)  # px per frame (translation classes)
+    dot_angular_speed: tuple[float, float] = (2.0, 4.0)  # degrees per frame (rotation classes)
+    background_mix: float = 0.12  # dots style: 0 = flat grey, 1 = the full background texture
 
     def __post_init__(self) -> None:
         if not 1 <= self.num_classes <= len(MOTIONS):
@@ -139,6 +156,8 @@ def class_names(num_classes: int) -> list[str]:
 
 def render_video(cls: int, rng: np.random.Generator, spec: SynthSpec) -> np.ndarray:
     """One video of class ``cls`` (0-based) with a fresh scene from ``rng``: uint8 (T, H, W, 3)."""
+    if spec.style == "dots":
+        return render_dots(cls, rng, rng, spec)
     scene = draw_scene(rng, spec)
     return render_clip(cls, scene, draw_clip(rng, scene, spec), spec)
 
@@ -176,7 +195,13 @@ def encode_video(
 def _write_one(job: tuple[int, int, int, str, SynthSpec]) -> None:
     """Render and encode one video; ``job`` = (class, 1-based group, 1-based clip, path, spec)."""
     cls, group, clip, path, spec = job
-    scene = draw_scene(np.random.default_rng([spec.seed, cls, group]), spec)
+    scene_key = [spec.seed, group] if spec.shared_scenes else [spec.seed, cls, group]
+    if spec.style == "dots":
+        rng = np.random.default_rng([spec.seed, cls, group, clip])
+        frames = render_dots(cls, np.random.default_rng(scene_key), rng, spec)
+        encode_video(frames, path, spec.fps, spec.container)
+        return
+    scene = draw_scene(np.random.default_rng(scene_key), spec)
     draws = draw_clip(np.random.default_rng([spec.seed, cls, group, clip]), scene, spec)
     encode_video(render_clip(cls, scene, draws, spec), path, spec.fps, spec.container)
 
