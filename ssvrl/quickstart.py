@@ -12,13 +12,16 @@ import logging
 import time
 from pathlib import Path
 
+from ssvrl.data.synthetic import SynthSpec
+
 log = logging.getLogger("ssvrl")
 CONFIG = Path(__file__).resolve().parents[1] / "experiments" / "cvrl" / "quickstart.yaml"
 
 
-def run_quickstart(out: Path, overrides: list[str]) -> dict:
+def run_quickstart(out: Path, overrides: list[str], spec: SynthSpec | None = None) -> dict:
+    """Run the whole quickstart into ``out``; ``spec`` replaces the default synthetic dataset."""
     from ssvrl.cli import load_experiment
-    from ssvrl.data.synthetic import SynthSpec, write_synthetic_dataset
+    from ssvrl.data.synthetic import write_synthetic_dataset
     from ssvrl.engine.build import fit
     from ssvrl.engine.evaluate import format_table, run_probe
 
@@ -26,7 +29,7 @@ def run_quickstart(out: Path, overrides: list[str]) -> dict:
     data = out / "data"
     if not (data / "annotations" / "classInd.txt").is_file():
         log.info("writing the synthetic motion dataset to %s", data)
-        write_synthetic_dataset(data, SynthSpec(seed=0))
+        write_synthetic_dataset(data, spec or SynthSpec(seed=0))
     t_data = time.perf_counter() - t0
     cfg = load_experiment(
         str(CONFIG),

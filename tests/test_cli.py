@@ -116,3 +116,17 @@ def test_data_synth_command(tmp_path: Path) -> None:
     assert len(list((out / "videos").rglob("*.avi"))) == 6
     assert json.loads((out / "synthetic_spec.json").read_text())["background_mix"] == 0.5
     assert (out / "annotations" / "classInd.txt").read_bytes().endswith(b"\r\n")
+
+
+def test_quickstart_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The main job on a tiny dataset: both probes run and the table and summary appear."""
+    from ssvrl.quickstart import run_quickstart
+
+    spec = SynthSpec(groups=3, clips_per_group=2, frames=32, seed=2)
+    summary = run_quickstart(tmp_path, ["trainer.max_epochs=1", "data.batch_size=8",
+                                        "data.num_workers=0", "probe.epochs=10",
+                                        "trainer.progress_bar=false"], spec)
+    out = capsys.readouterr().out
+    assert "| random init |" in out and "| CVRL pretrained |" in out
+    assert summary["gain_top1"] == summary["pretrained"]["top1"] - summary["random_init"]["top1"]
+    assert (Path(summary["run_dir"]) / "quickstart.json").is_file()
