@@ -1,7 +1,7 @@
 # The two commands of the README: `make quickstart` (the main job) and `make test`.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-OUT ?= runs/quickstart
+OUT ?= lightning_logs/quickstart
 
 .PHONY: setup quickstart test test-fast lint clean
 
