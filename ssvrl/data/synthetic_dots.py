@@ -56,6 +56,40 @@ def dot_tracks(
     return ys, xs
 
 
+def splat(
+    ys: np.ndarray, xs: np.ndarray, radius: np.ndarray, H: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Coverage ``a`` ``(T, H, W, 1)`` and top dot index ``(T, H, W)`` of round dots on a torus.
+
+    A dot of radius ``r`` covers pixels at distance ``d < 1.5 r`` with ``alpha = clip(1.5 -
+    d / r, 0, 1)`` (1 inside, a soft 1-px edge); where dots overlap the one with the largest
+    alpha is on top (the lowest index on ties). Only a square stencil around each dot is
+    evaluated, ``(T, K, S, S)`` values instead of ``(T, K, H, W)``: ~40x less work at 64 px.
+    """
+    T, K = ys.shape
+    R = int(np.ceil(1.5 * float(radius.max()))) + 1
+    off = np.arange(-R, R + 1)  # (S,)
+    py = (np.floor(ys).astype(np.int64)[..., None] + off) % H  # (T, K, S) wrapped rows
+    px = (np.floor(xs).astype(np.int64)[..., None] + off) % H  # (T, K, S) wrapped columns
+    dy = (py.astype(np.float32) - ys[..., None] + H / 2) % H - H / 2  # (T, K, S)
+    dx = (px.astype(np.float32) - xs[..., None] + H / 2) % H - H / 2  # (T, K, S)
+    dist = np.sqrt(dy[..., :, None] ** 2 + dx[..., None, :] ** 2)  # (T, K, S, S)
+    alpha = np.clip(1.5 - dist / radius[None, :, None, None], 0, 1).ravel()
+    t = np.arange(T)[:, None, None, None]
+    flat = ((t * H + py[..., :, None]) * H + px[..., None, :]).ravel()  # pixel of each value
+    k = np.broadcast_to(np.arange(K)[None, :, None, None], dist.shape).ravel()
+    keep = alpha > 0
+    flat, alpha, k = flat[keep], alpha[keep], k[keep]
+    order = np.lexsort((k, -alpha, flat))  # per pixel: largest alpha first, then lowest k
+    flat, alpha, k = flat[order], alpha[order], k[order]
+    first = np.ones(flat.shape, dtype=bool)
+    first[1:] = flat[1:] != flat[:-1]
+    a = np.zeros(T * H * H, dtype=np.float32)
+    top = np.zeros(T * H * H, dtype=np.int64)
+    a[flat[first]], top[flat[first]] = alpha[first], k[first]
+    return a.reshape(T, H, H, 1), top.reshape(T, H, H)
+
+
 def render_dots(cls: int, scene_rng: np.random.Generator, rng: np.random.Generator,
                 spec: SynthSpec) -> np.ndarray:
     """One video of class ``cls``: uint8 ``(T, H, W, 3)``.
@@ -71,13 +105,7 @@ def render_dots(cls: int, scene_rng: np.random.Generator, rng: np.random.Generat
     ys, xs = dot_tracks(MOTIONS[cls], rng, spec, count)  # (T, K) each
     size = rng.uniform(*spec.dot_radius, count).astype(np.float32)
     colour = rng.uniform(0, 255, (count, 3)).astype(np.float32)
-    grid = np.arange(H, dtype=np.float32)
-    dy = (grid[None, None, :, None] - ys[:, :, None, None] + H / 2) % H - H / 2  # (T, K, H, 1)
-    dx = (grid[None, None, None, :] - xs[:, :, None, None] + H / 2) % H - H / 2  # (T, K, 1, W)
-    dist = np.sqrt(dy * dy + dx * dx) / size[None, :, None, None]  # (T, K, H, W)
-    alpha = np.clip(1.5 - dist, 0, 1)  # 1 inside, soft 1-px edge
-    top = alpha.argmax(axis=1)  # (T, H, W) the dot drawn on top
-    a = np.take_along_axis(alpha, top[:, None], axis=1)[:, 0, ..., None]  # (T, H, W, 1)
+    a, top = splat(ys, xs, size, H)  # (T, H, W, 1), (T, H, W)
     frames = bg[None] * (1 - a) + colour[top] * a  # (T, H, W, 3)
     frames += rng.normal(0, spec.noise, frames.shape).astype(np.float32)
     return np.clip(frames, 0, 255).astype(np.uint8)
