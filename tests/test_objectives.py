@@ -3,12 +3,14 @@ CPU batch, gradients reach the encoder, and the loss falls when training on a fi
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
 from ssvrl.augment import VideoAugment
 from ssvrl.backbones import build_backbone
-from ssvrl.objectives import OBJECTIVES
+from ssvrl.objectives import OBJECTIVES, ObjectiveConfig
 
 
 def _batch(objective, B: int = 4, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -21,21 +23,17 @@ def _batch(objective, B: int = 4, seed: int = 0) -> dict[str, torch.Tensor]:
     return views
 
 
-def _small(name: str):
-    cfg_cls = OBJECTIVES.get(name).Config
-    cfg = cfg_cls()
+def _small(name: str) -> ObjectiveConfig:
+    """The objective's default config, shrunk to a CPU-sized batch where it has the knobs."""
+    cfg = OBJECTIVES.get(name).Config()
     fields = cfg.__dataclass_fields__
-    kw = {}
+    kw: dict[str, object] = {}
     if "frames" in fields:
         kw["frames"] = 4
     if "proj_hidden" in fields:
         kw["proj_hidden"] = 32
     if "augment" in fields:
-        from dataclasses import replace
-
-        kw["augment"] = replace(cfg.augment, crop_size=32)
-    from dataclasses import replace
-
+        kw["augment"] = replace(cfg.augment, crop_size=32)  # type: ignore[attr-defined]
     return replace(cfg, **kw)
 
 
