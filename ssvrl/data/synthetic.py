@@ -115,7 +115,7 @@ class SynthSpec:
     scale_rate: tuple[float, float] = (0.008, 0.012)  # Expand/Shrink d(log size)/d(frame) range
     background_contrast: float = 0.6  # 0: flat background, 1: two fully independent colours
     noise: float = 2.0  # std of per-pixel Gaussian camera noise (0..255 scale)
-    flicker: float = 0.0  # std of a per-frame brightness gain (0.02 already stalls small 3D CNNs)
+    flicker: float = 0.0  # objects style: per-frame gain std (0.02 stalled a small 3D CNN)
     shared_scenes: bool = True  # True: group g is one scene in every class; False: per class
     # "dots" (default): a random-dot field moving with the class motion over a weakly textured
     # static background (see synthetic_dots.py); "objects": 1-3 large textured objects.
