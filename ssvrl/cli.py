@@ -75,6 +75,15 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_views(args: argparse.Namespace) -> int:
+    cfg = load_experiment(args.config, args.overrides)
+    from ssvrl.engine.views import render_views
+
+    path = render_views(cfg, Path(args.out), videos=args.videos, frames=args.frames)
+    print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ssvrl", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -91,6 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("overrides", nargs="*")
     pr.add_argument("--out", default=None, help="folder for probe.json (default: the run's)")
     pr.set_defaults(func=cmd_probe)
+    v = sub.add_parser("views", help="a picture of the augmented views: ssvrl views CONFIG")
+    v.add_argument("config")
+    v.add_argument("overrides", nargs="*")
+    v.add_argument("--out", default="views.png")
+    v.add_argument("--videos", type=int, default=4, help="rows: training videos to sample")
+    v.add_argument("--frames", type=int, default=4, help="frames shown per view")
+    v.set_defaults(func=cmd_views)
     d = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_cmd", required=True)
     s = d.add_parser("synth", help="write the synthetic motion dataset as real video files")
     s.add_argument("out")

@@ -130,3 +130,16 @@ def test_quickstart_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "| random init |" in out and "| CVRL pretrained |" in out
     assert summary["gain_top1"] == summary["pretrained"]["top1"] - summary["random_init"]["top1"]
     assert (Path(summary["run_dir"]) / "quickstart.json").is_file()
+
+
+def test_views_picture(tiny_data: Path, tmp_path: Path) -> None:
+    """`ssvrl views` writes a PNG grid: one row per video, one column per view."""
+    from PIL import Image
+
+    out = tmp_path / "views.png"
+    args = [f"data.root={tiny_data / 'videos'}", f"data.annotations={tiny_data / 'annotations'}"]
+    assert main(["views", CONFIG, *args, "--out", str(out), "--videos", "3", "--frames", "2"]) == 0
+    img = Image.open(out)
+    img.verify()
+    crop, pad, label = 56, 4, 14  # quickstart crop size; layout constants of ssvrl.engine.views
+    assert Image.open(out).size == (2 * 2 * crop + 3 * pad, 3 * (crop + label) + 4 * pad)

@@ -251,3 +251,29 @@ def test_groups_share_scenes_across_classes(tmp_path: Path) -> None:
     same = np.abs(background("MoveLeft", 1) - background("MoveRight", 1)).mean()
     other = np.abs(background("MoveLeft", 1) - background("MoveLeft", 2)).mean()
     assert same < 0.25 * other and other > 3.0
+
+
+def test_dot_layout_of_a_frame_does_not_reveal_the_class() -> None:
+    """Dot coverage in rings around the centre is the same for every class (no density leak:
+    rotation fills a disk larger than the frame without wrapping; radial flow is area-uniform)."""
+    from ssvrl.data.synthetic_dots import dot_count, dot_tracks, splat
+
+    spec = SynthSpec(num_classes=len(MOTIONS))
+    H = spec.size
+    yy, xx = np.mgrid[0:H, 0:H]
+    rr = np.hypot(yy - H / 2 + 0.5, xx - H / 2 + 0.5)
+    rings = [(rr >= lo) & (rr < hi) for lo, hi in [(0, 10), (10, 20), (20, 32), (32, 99)]]
+    profiles = []
+    for c, motion in enumerate(MOTIONS):
+        cover = []
+        for s in range(30):
+            rng = np.random.default_rng([s, c])
+            k = dot_count(motion, int(rng.integers(spec.dots[0], spec.dots[1] + 1)))
+            ys, xs = dot_tracks(motion, rng, spec, k)
+            radius = rng.uniform(*spec.dot_radius, k).astype(np.float32)
+            wrap = motion.spin == 0 and motion.zoom == 0
+            a, _ = splat(ys[::16], xs[::16], radius, H, wrap=wrap)  # (4, H, W, 1)
+            cover.append([(a[..., 0] > 0)[:, r].mean() for r in rings])
+        profiles.append(np.mean(cover, axis=0))
+    profiles = np.array(profiles)  # (classes, rings)
+    assert np.abs(profiles - profiles.mean(axis=0)).max() < 0.05
