@@ -7,6 +7,11 @@ from pathlib import Path
 
 import pytest
 
+# torch must be loaded before decord: decord2 3.4's bundled libraries pull in NVBLAS, which takes
+# over BLAS calls when it is loaded first and crashes torch's CPU ops (seen: a segfault in
+# affine_grid). ssvrl imports decord only inside open_video, after torch; tests do the same.
+import torch  # noqa: F401
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("SSVRL_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
