@@ -32,6 +32,17 @@ class PretrainModule(pl.LightningModule):
         for teacher in objective.teacher_modules():
             teacher.requires_grad_(False)
 
+    def transfer_batch_to_device(
+        self, batch: Any, device: torch.device, dataloader_idx: int
+    ) -> Any:
+        """Move everything but the augmentation seeds: they are read on the host, so keeping
+        them there saves a device-to-host sync per view and step."""
+        if not isinstance(batch, dict) or "seeds" not in batch:
+            return super().transfer_batch_to_device(batch, device, dataloader_idx)
+        rest = {k: v for k, v in batch.items() if k != "seeds"}
+        moved = super().transfer_batch_to_device(rest, device, dataloader_idx)
+        return {**moved, "seeds": batch["seeds"]}
+
     def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
         if "views" not in batch:
             return batch

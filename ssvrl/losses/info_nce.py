@@ -35,9 +35,9 @@ def info_nce(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -> to
         raise ValueError(f"temperature must be > 0, got {temperature}")
     B = z1.shape[0]
     # Similarities in float32 even under bf16/fp16 autocast: logits of 1/tau = 10 need the range.
-    z = F.normalize(torch.cat([z1, z2]).float(), dim=1)  # (2B, D) local anchors, view-major
-    zg1 = gather_with_grad(F.normalize(z1.float(), dim=1))  # (P*B, D)
-    zg2 = gather_with_grad(F.normalize(z2.float(), dim=1))  # (P*B, D)
+    n1, n2 = F.normalize(z1.float(), dim=1), F.normalize(z2.float(), dim=1)  # (B, D) each
+    z = torch.cat([n1, n2])  # (2B, D) local anchors, view-major
+    zg1, zg2 = gather_with_grad(n1), gather_with_grad(n2)  # (P*B, D) each
     cand = torch.cat([zg1, zg2])  # (2PB, D) candidates, view-major
     PB = zg1.shape[0]
     logits = z @ cand.T / temperature  # (2B, 2PB)
