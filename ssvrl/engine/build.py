@@ -119,7 +119,9 @@ def build_trainer(cfg: ExperimentConfig, run_dir: Path, bad: BadVideoLog) -> pl.
     warnings.filterwarnings(
         "ignore", message="Experiment logs directory .* exists and is not empty"
     )
-    warnings.filterwarnings("ignore", message="You have overridden `on_after_batch_transfer`")
+    # The module, not the datamodule, owns device transfer and augmentation (by design).
+    hooks = "(on_after_batch_transfer|transfer_batch_to_device)"
+    warnings.filterwarnings("ignore", message=f"You have overridden `{hooks}`")
     version = run_dir.name
     loggers = [
         TensorBoardLogger(cfg.out_dir, name=cfg.name, version=version, default_hp_metric=False),
