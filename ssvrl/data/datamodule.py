@@ -1,4 +1,4 @@
-"""LightningDataModule for pretraining: index -> dataset -> DataLoader with an EpochSampler."""
+"""LightningDataModule for pretraining: a built dataset -> DataLoader with an EpochSampler."""
 
 from __future__ import annotations
 
@@ -8,11 +8,8 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from ssvrl.data.bad_videos import BadVideoLog
-from ssvrl.data.dataset import DecodeConfig, PretrainDataset
+from ssvrl.data.dataset import PretrainDataset
 from ssvrl.data.epoch_sampler import EpochSampler
-from ssvrl.data.index import VideoIndex
-from ssvrl.data.sampling import ClipSampler
 
 
 class PretrainDataModule(pl.LightningDataModule):
@@ -20,23 +17,17 @@ class PretrainDataModule(pl.LightningDataModule):
     be built with ``use_distributed_sampler=False``)."""
 
     def __init__(
-        self,
-        index: VideoIndex,
-        sampler: ClipSampler,
-        decode: DecodeConfig,
-        bad: BadVideoLog,
-        batch_size: int,
-        num_workers: int,
-        seed: int,
+        self, dataset: PretrainDataset, batch_size: int, num_workers: int, seed: int
     ) -> None:
         super().__init__()
-        self.index, self.sampler, self.decode, self.bad = index, sampler, decode, bad
-        self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
+        self.dataset, self.batch_size, self.num_workers, self.seed = (
+            dataset, batch_size, num_workers, seed
+        )
 
     def train_dataloader(self) -> DataLoader[Any]:
         trainer = self.trainer
         world, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
-        dataset = PretrainDataset(self.index, self.sampler, self.decode, self.bad, self.seed)
+        dataset = self.dataset
         sampler = EpochSampler(
             len(dataset),
             shuffle=True,

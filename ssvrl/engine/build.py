@@ -16,7 +16,7 @@ from ssvrl.config.loader import save_config
 from ssvrl.config.schema import DataConfig, ExperimentConfig
 from ssvrl.data.bad_videos import BadVideoLog
 from ssvrl.data.datamodule import PretrainDataModule
-from ssvrl.data.dataset import DecodeConfig
+from ssvrl.data.dataset import DecodeConfig, PretrainDataset
 from ssvrl.data.index import VideoIndex, build_index
 from ssvrl.engine.callbacks import BadVideoSummary
 from ssvrl.engine.module import PretrainModule
@@ -101,15 +101,10 @@ def build_pretrain(cfg: ExperimentConfig, run_dir: Path) -> PretrainParts:
     bad = BadVideoLog(run_dir / "bad_videos", len(index), cfg.data.max_bad_fraction)
     world = cfg.trainer.devices * cfg.trainer.num_nodes
     module = PretrainModule(backbone, objective, cfg.optim, cfg.data.batch_size * world)
-    dm = PretrainDataModule(
-        index,
-        objective.clip_sampler(),
-        decode_config(cfg.data),
-        bad,
-        cfg.data.batch_size,
-        cfg.data.num_workers,
-        cfg.seed,
+    dataset = PretrainDataset(
+        index, objective.clip_sampler(), decode_config(cfg.data), bad, cfg.seed
     )
+    dm = PretrainDataModule(dataset, cfg.data.batch_size, cfg.data.num_workers, cfg.seed)
     return PretrainParts(module, dm, bad)
 
 
