@@ -225,7 +225,7 @@ def test_error_type_and_arguments(tmp_path: Path) -> None:
     err = pickle.loads(pickle.dumps(AnnotationError(Path("l.txt"), 4, "bad label", "a 9")))
     assert isinstance(err, ValueError) and str(err) == "l.txt:4: bad label: 'a 9'"
     with pytest.raises(ValueError, match="unknown annotation format"):
-        build_index("kinetics", tmp_path, "train")  # type: ignore[arg-type]
+        build_index("webdataset", tmp_path, "train")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="subset"):
         build_index("csv", tmp_path, "val", annotations=tmp_path)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="annotations"):

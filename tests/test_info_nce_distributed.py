@@ -3,6 +3,7 @@ so do the gradients, with DIFFERENT inputs on each rank (contract 4 of ARCHITECT
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from ssvrl.losses.info_nce import info_nce
@@ -16,23 +17,32 @@ def _inputs() -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randn(2 * B, D, generator=g), torch.randn(2 * B, D, generator=g)
 
 
-def _rank_fn(rank: int, world: int) -> tuple[float, list, list]:
+IDS = torch.tensor([0, 5, 5, 1, 5, 2, 0, 3])  # videos repeated across the two ranks
+
+
+def _rank_fn(rank: int, world: int, with_ids: bool = False) -> tuple[float, list, list]:
     z1, z2 = _inputs()
     a = z1[rank * B : (rank + 1) * B].clone().requires_grad_(True)
     b = z2[rank * B : (rank + 1) * B].clone().requires_grad_(True)
-    loss = info_nce(a, b, TAU)
+    ids = IDS[rank * B : (rank + 1) * B] if with_ids else None
+    loss = info_nce(a, b, TAU, video_ids=ids)
     # DDP averages gradients over ranks; the global loss is the mean of the per-rank losses.
     (loss / world).backward()
     return float(loss), a.grad.tolist(), b.grad.tolist()  # plain lists cross processes safely
 
 
-def test_two_process_loss_and_grad_equal_single_process() -> None:
+def _rank_fn_ids(rank: int, world: int) -> tuple[float, list, list]:
+    return _rank_fn(rank, world, with_ids=True)
+
+
+@pytest.mark.parametrize("with_ids", [False, True])
+def test_two_process_loss_and_grad_equal_single_process(with_ids: bool) -> None:
     z1, z2 = _inputs()
     z1.requires_grad_(True)
     z2.requires_grad_(True)
-    ref = info_nce(z1, z2, TAU)
+    ref = info_nce(z1, z2, TAU, video_ids=IDS if with_ids else None)
     ref.backward()
-    results = run_distributed(_rank_fn, 2, timeout=90)
+    results = run_distributed(_rank_fn_ids if with_ids else _rank_fn, 2, timeout=90)
     mean_loss = sum(r[0] for r in results) / 2
     assert abs(mean_loss - float(ref)) < 1e-5
     g1 = torch.tensor(results[0][1] + results[1][1])

@@ -66,6 +66,21 @@ class DecordReader(VideoReader):
             self.close()
             raise VideoReadError(path, "no video frames")
 
+    def frame_times(self) -> np.ndarray:
+        """Start time of each frame from decord's per-frame timestamps (seconds)."""
+        if self._reader is None:
+            raise VideoReadError(self.path, "reader is closed")
+        try:
+            stamps = self._reader.get_frame_timestamp(np.arange(self.num_frames))  # (N, 2)
+        except _DECORD_ERRORS as err:
+            raise VideoReadError(self.path, f"no frame timestamps ({_short(err)})") from None
+        start = np.asarray(stamps, dtype=np.float64)[:, 0]  # (N,)
+        if not np.isfinite(start).all() or start.min() < -1.0:
+            # decord reports AV_NOPTS_VALUE (-2^63 ticks) where the container has no pts (AVI
+            # B-frames); fall back to the constant-rate times.
+            return super().frame_times()
+        return np.maximum.accumulate(start)
+
     def close(self) -> None:
         self._reader = None  # decord frees the decoder and its threads when collected
 

@@ -97,16 +97,25 @@ class PyAVReader(VideoReader):
         except _DECODE_ERRORS as err:
             raise VideoReadError(self.path, f"corrupt container ({err})") from None
         self.num_frames = len(stamps)
+        self._pts: list[int] = []
         if not stamps:
             return []
         if any(s is None for s in stamps):
             return [(0, 0)]
         ordered: list[int] = sorted(s for s in stamps if s is not None)  # presentation order
+        self._pts = ordered
         fake_pts = self._stream.codec_context.has_b_frames and ordered == stamps
         table = (
             [] if fake_pts else [(bisect.bisect_left(ordered, p), p) for p in keys if p is not None]
         )
         return sorted({(0, ordered[0]), *table})  # frame 0 is always decoded from the start
+
+    def frame_times(self) -> np.ndarray:
+        """Presentation time of each frame from the packets' pts (seconds); the constant-rate
+        default where the container gives no pts."""
+        if len(self._pts) != self.num_frames or self._stream.time_base is None:
+            return super().frame_times()
+        return np.asarray(self._pts, dtype=np.float64) * float(self._stream.time_base)
 
     def close(self) -> None:
         self._container.close()

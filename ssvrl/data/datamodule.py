@@ -8,13 +8,17 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from ssvrl.data.dataset import PretrainDataset
+from ssvrl.data.dataset import PretrainDataset, collate_samples
 from ssvrl.data.epoch_sampler import EpochSampler
 
 
 class PretrainDataModule(pl.LightningDataModule):
     """Uint8 multi-view samples; sharding over ranks by :class:`EpochSampler` (so Lightning must
-    be built with ``use_distributed_sampler=False``)."""
+    be built with ``use_distributed_sampler=False``).
+
+    ``batch_size`` counts samples per process and step; with repeated augmentation
+    (``dataset.decode.repeats = R``) a batch holds ``batch_size / R`` videos, R samples each.
+    """
 
     def __init__(
         self, dataset: PretrainDataset, batch_size: int, num_workers: int, seed: int
@@ -28,6 +32,12 @@ class PretrainDataModule(pl.LightningDataModule):
         trainer = self.trainer
         world, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
         dataset = self.dataset
+        repeats = dataset.decode.repeats
+        if self.batch_size % repeats:
+            raise ValueError(
+                f"data.batch_size={self.batch_size} is not a multiple of data.repeats={repeats}"
+            )
+        videos_per_batch = self.batch_size // repeats
         sampler = EpochSampler(
             len(dataset),
             shuffle=True,
@@ -36,15 +46,16 @@ class PretrainDataModule(pl.LightningDataModule):
             rank=rank,
             drop_last=True,
         )
-        if len(sampler) < self.batch_size:
+        if len(sampler) < videos_per_batch:
             raise ValueError(
                 f"{len(dataset)} videos over {world} process(es) give {len(sampler)} per process, "
-                f"fewer than data.batch_size={self.batch_size}: lower the batch size"
+                f"fewer than the {videos_per_batch} videos of a batch: lower data.batch_size"
             )
         return DataLoader(
             dataset,
-            batch_size=self.batch_size,
+            batch_size=videos_per_batch,
             sampler=sampler,
+            collate_fn=collate_samples,
             drop_last=True,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

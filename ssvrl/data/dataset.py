@@ -8,6 +8,7 @@ same whatever the number of workers or processes.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,42 +16,114 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
 from ssvrl.data.bad_videos import BadVideoLog
 from ssvrl.data.index import VideoIndex
 from ssvrl.data.sampling import ClipSampler, TemporalView, clip_indices, uniform_starts
 from ssvrl.data.video_reader import VideoReadError, open_video
+from ssvrl.data.watchdog import CallTimeout, Watchdog
 
 
 @dataclass(frozen=True)
 class DecodeConfig:
-    """How videos are read: backend, short side after decode, retries for bad videos."""
+    """How videos are read.
+
+    Attributes:
+        backend: decoder library.
+        short_side: frames are resized on decode so that ``min(H, W) == short_side``.
+        max_retries: unreadable videos replaced in a row before a sample fails.
+        timeout: seconds one video's decode may take before it counts as bad (0: no limit).
+        sample_by: ``"index"`` reads frame numbers; ``"time"`` reads the samplers' indices as
+            times on a uniform grid at the video's average rate and takes the frame shown at
+            each time, so variable-frame-rate videos are sampled evenly in time.
+        repeats: samples drawn from each decoded video (repeated augmentation): every repeat
+            has its own clip positions and augmentation seeds, one decode serves them all.
+        frame_fps, frame_template: rate and file names of frame-folder videos (they store no
+            rate; mmaction2's rawframes use ``img_{:05d}.jpg``).
+    """
 
     backend: Literal["decord", "pyav"] = "decord"
     short_side: int = 128
     max_retries: int = 20
+    timeout: float = 60.0
+    sample_by: Literal["index", "time"] = "index"
+    repeats: int = 1
+    frame_fps: float = 30.0
+    frame_template: str = "img_{:05d}.jpg"
+
+    def __post_init__(self) -> None:
+        if self.repeats < 1:
+            raise ValueError(f"repeats must be >= 1, got {self.repeats}")
+        if self.sample_by not in ("index", "time"):
+            raise ValueError(f"sample_by must be 'index' or 'time', got {self.sample_by!r}")
+
+
+_BACKEND_MODULES = {"decord": "ssvrl.data._decord_backend", "pyav": "ssvrl.data._pyav_backend"}
+
+Chooser = Callable[[int, "float | None"], dict[str, np.ndarray]]
 
 
 def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, epoch, index]))
 
 
-def read_views(
-    path: Path, choose: Callable[[int], dict[str, np.ndarray]], decode: DecodeConfig
-) -> dict[str, torch.Tensor]:
-    """Open ``path`` once, pick every view's indices from its frame count with ``choose``,
-    decode the union of them ONCE and split it into views.
+def time_grid(times: np.ndarray, fps: float) -> tuple[int, Callable[[np.ndarray], np.ndarray]]:
+    """A uniform time grid over a video with per-frame ``times`` (seconds, increasing).
+
+    Returns the grid's length (frames the video would have at a constant ``fps``) and a map
+    from grid positions to real frame indices: the frame on screen at ``i / fps`` seconds from
+    the first frame (half a grid step of tolerance for timestamp rounding). On a constant-rate
+    video the map is the identity.
+    """
+    rel = times - times[0]  # (N,)
+    length = int(np.floor(rel[-1] * fps + 0.5)) + 1
+
+    def to_frames(grid: np.ndarray) -> np.ndarray:
+        at = np.asarray(grid, dtype=np.float64) / fps + 0.5 / fps
+        return np.clip(np.searchsorted(rel, at, side="right") - 1, 0, len(rel) - 1)
+
+    return length, to_frames
+
+
+def read_views(path: Path, choose: Chooser, decode: DecodeConfig) -> dict[str, torch.Tensor]:
+    """Open ``path`` once, pick every view's indices with ``choose(num_frames, fps)``, decode
+    the union of them ONCE and split it into views.
 
     Returns ``{view: uint8 (T, H, W, 3)}``. Raises :class:`VideoReadError` for any failure.
     """
-    with open_video(path, backend=decode.backend, short_side=decode.short_side) as reader:
-        n = reader.num_frames
-        wrapped = {k: v % n for k, v in choose(n).items()}
+    with open_video(
+        path,
+        backend=decode.backend,
+        short_side=decode.short_side,
+        frame_fps=decode.frame_fps,
+        frame_template=decode.frame_template,
+    ) as reader:
+        n, fps = reader.num_frames, reader.fps or None
+        if decode.sample_by == "time" and fps and n > 1:
+            length, to_frames = time_grid(reader.frame_times(), fps)
+            wrapped = {k: to_frames(v % length) for k, v in choose(length, fps).items()}
+        else:
+            wrapped = {k: v % n for k, v in choose(n, fps).items()}
         union = np.unique(np.concatenate(list(wrapped.values())))  # (U,) sorted
         frames = reader.get_frames(union.tolist())  # (U, H, W, 3)
     pos = {k: torch.from_numpy(np.searchsorted(union, v)) for k, v in wrapped.items()}
     return {k: frames[p] for k, p in pos.items()}  # each (T, H, W, 3)
+
+
+def guarded_read(
+    watchdog: Watchdog, path: Path, choose: Chooser, decode: DecodeConfig
+) -> dict[str, torch.Tensor]:
+    """:func:`read_views` bounded by ``watchdog``; a timeout becomes a VideoReadError.
+
+    The backend library is imported first, outside the deadline: a worker's first import of
+    decord or PyAV can take longer than a decode.
+    """
+    importlib.import_module(_BACKEND_MODULES[decode.backend])
+    try:
+        return watchdog.call(lambda: read_views(path, choose, decode))
+    except CallTimeout:
+        raise VideoReadError(path, f"decode timed out after {decode.timeout:g} s") from None
 
 
 def square_crop(clip: torch.Tensor, rng: np.random.Generator | None) -> torch.Tensor:
@@ -67,8 +140,10 @@ def square_crop(clip: torch.Tensor, rng: np.random.Generator | None) -> torch.Te
 class PretrainDataset(Dataset):
     """Samples for self-supervised training: ``{"views": {name: uint8 (3, T, S, S)}, ...}``.
 
-    A video that fails to decode is recorded in ``bad`` (logged once across processes) and a
-    different video, drawn from the same sample generator, is used instead.
+    A video that fails to decode (or overruns ``decode.timeout``) is recorded in ``bad``
+    (logged once across processes) and a different video, drawn from the same sample
+    generator, is used instead. With ``decode.repeats = R > 1`` an item is a list of R samples
+    of one video, decoded once; :func:`collate_samples` flattens them into the batch.
     """
 
     def __init__(
@@ -86,31 +161,61 @@ class PretrainDataset(Dataset):
             bad,
             seed,
         )
+        self.watchdog = Watchdog(decode.timeout)
 
     def __len__(self) -> int:
         return len(self.index)
 
-    def __getitem__(self, key: tuple[int, int] | int) -> dict[str, Any]:
+    def __getitem__(self, key: tuple[int, int] | int) -> dict[str, Any] | list[dict[str, Any]]:
         epoch, idx = key if isinstance(key, tuple) else (0, key)
         rng = sample_rng(self.seed, epoch, idx)
         for _ in range(self.decode.max_retries + 1):
             rec = self.index.records[idx]
             if not self.bad.is_bad(rec.path):
                 try:
-                    views = self._read(rec.path, rng)
-                    seeds = {k: int(rng.integers(0, 2**62)) for k in views}
-                    return {"views": views, "seeds": seeds, "label": rec.label, "index": idx}
+                    repeats = self._read(rec.path, rng)
                 except VideoReadError as err:
                     self.bad.record(rec.path, err.reason)
+                else:
+                    samples = [
+                        {
+                            "views": views,
+                            "seeds": {k: int(rng.integers(0, 2**62)) for k in views},
+                            "label": rec.label,
+                            "index": idx,
+                        }
+                        for views in repeats
+                    ]
+                    return samples[0] if self.decode.repeats == 1 else samples
             idx = int(rng.integers(0, len(self.index)))
         raise RuntimeError(
             f"{self.decode.max_retries + 1} videos in a row were unreadable (last: "
             f"{self.index.records[idx].path}); see {self.bad.folder}"
         )
 
-    def _read(self, path: Path, rng: np.random.Generator) -> dict[str, torch.Tensor]:
-        clips = read_views(path, lambda n: self.sampler(n, rng), self.decode)
-        return {k: square_crop(c, rng) for k, c in clips.items()}
+    def _read(self, path: Path, rng: np.random.Generator) -> list[dict[str, torch.Tensor]]:
+        """One decode of ``path``; per repeat ``{view: uint8 (3, T, S, S)}``."""
+        R = self.decode.repeats
+
+        def choose(n: int, fps: float | None) -> dict[str, np.ndarray]:
+            return {
+                f"{r}/{k}": v for r in range(R) for k, v in self.sampler(n, rng, fps).items()
+            }
+
+        clips = guarded_read(self.watchdog, path, choose, self.decode)
+        out: list[dict[str, torch.Tensor]] = [{} for _ in range(R)]
+        for key, clip in clips.items():
+            r, name = key.split("/", 1)
+            out[int(r)][name] = square_crop(clip, rng)
+        return out
+
+
+def collate_samples(items: list[Any]) -> dict[str, Any]:
+    """``default_collate`` after flattening repeated samples (lists) into one batch."""
+    flat: list[Any] = []
+    for item in items:
+        flat.extend(item if isinstance(item, list) else [item])
+    return default_collate(flat)
 
 
 class EvalClipDataset(Dataset):
@@ -136,6 +241,7 @@ class EvalClipDataset(Dataset):
             decode,
             bad,
         )
+        self.watchdog = Watchdog(decode.timeout)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -152,7 +258,7 @@ class EvalClipDataset(Dataset):
         if self.bad.is_bad(rec.path):
             return out
         try:
-            clips = read_views(rec.path, self._choose, self.decode)
+            clips = guarded_read(self.watchdog, rec.path, self._choose, self.decode)
         except VideoReadError as err:
             self.bad.record(rec.path, err.reason)
             return out
@@ -160,6 +266,8 @@ class EvalClipDataset(Dataset):
         out["valid"] = True
         return out
 
-    def _choose(self, num_frames: int) -> dict[str, np.ndarray]:
-        starts = uniform_starts(num_frames, self.view.span, self.num_clips)
-        return {str(k): clip_indices(s, self.view, num_frames) for k, s in enumerate(starts)}
+    def _choose(self, num_frames: int, fps: float | None) -> dict[str, np.ndarray]:
+        starts = uniform_starts(num_frames, self.view.span_at(fps), self.num_clips)
+        return {
+            str(k): clip_indices(s, self.view, num_frames, fps) for k, s in enumerate(starts)
+        }

@@ -21,10 +21,18 @@ __all__ = [
     "parse_ucf101_list",
     "parse_csv_list",
     "csv_classes",
+    "parse_rawframe_list",
+    "read_text",
+    "numbered_lines",
+    "csv_rows",
+    "Labelled",
     "INTEGER",
 ]
 
 INTEGER = re.compile(r"[+-]?\d+")
+
+# What each format's builder returns: class names by id, and (entry, 0-based label) per video.
+Labelled = tuple[tuple[str, ...], list[tuple["Entry", int]]]
 
 
 class AnnotationError(ValueError):
@@ -42,12 +50,16 @@ class AnnotationError(ValueError):
 
 @dataclass(frozen=True)
 class Entry:
-    """One listed video before resolution: path and label text exactly as written."""
+    """One listed video before resolution: path and label text exactly as written.
+
+    ``line`` is None for videos found by scanning folders rather than read from a list; then
+    ``file`` is the scanned folder and ``text`` the relative path.
+    """
 
     rel: str
     label: str | None  # None when the row has no label
     file: Path
-    line: int
+    line: int | None
     text: str  # the whole row, for error messages
 
     def error(self, reason: str) -> AnnotationError:
@@ -55,7 +67,7 @@ class Entry:
         return AnnotationError(self.file, self.line, reason, self.text)
 
 
-def _read_text(file: Path) -> str:
+def read_text(file: Path) -> str:
     """The file's text; missing or non-UTF-8 files become AnnotationError."""
     try:
         return file.read_text(encoding="utf-8-sig")
@@ -67,16 +79,16 @@ def _read_text(file: Path) -> str:
         raise AnnotationError(file, None, f"cannot read ({err.strerror})") from None
 
 
-def _numbered_lines(file: Path) -> list[tuple[int, str]]:
+def numbered_lines(file: Path) -> list[tuple[int, str]]:
     """``(1-based line number, stripped text)`` of the non-blank lines of ``file``."""
-    lines = _read_text(file).splitlines()  # handles \n, \r\n and \r
+    lines = read_text(file).splitlines()  # handles \n, \r\n and \r
     return [(n, text.strip()) for n, text in enumerate(lines, start=1) if text.strip()]
 
 
 def parse_class_index(file: Path) -> tuple[str, ...]:
     """UCF101 ``classInd.txt`` (``"<1-based id> <name>"``) as names ordered by 0-based id."""
     by_id: dict[int, tuple[str, int]] = {}
-    for line, text in _numbered_lines(file):
+    for line, text in numbered_lines(file):
         fields = text.split()
         if len(fields) != 2 or not fields[0].isdigit():
             raise AnnotationError(file, line, "expected '<id> <class name>'", text)
@@ -97,7 +109,7 @@ def parse_class_index(file: Path) -> tuple[str, ...]:
 def parse_ucf101_list(file: Path, *, require_label: bool) -> list[Entry]:
     """UCF101 ``trainlist0N.txt`` (``"Class/v_..avi <id>"``) or ``testlist0N.txt`` (path only)."""
     entries = []
-    for line, text in _numbered_lines(file):
+    for line, text in numbered_lines(file):
         fields = text.split()
         if len(fields) > 2 or (require_label and len(fields) != 2):
             expected = "'<path> <label>'" if require_label else "'<path>' or '<path> <label>'"
@@ -107,9 +119,9 @@ def parse_ucf101_list(file: Path, *, require_label: bool) -> list[Entry]:
     return entries
 
 
-def _csv_rows(file: Path) -> Iterator[tuple[int, list[str]]]:
+def csv_rows(file: Path) -> Iterator[tuple[int, list[str]]]:
     """``(line number, fields)`` per CSV row; quoted fields may hold commas and newlines."""
-    reader = csv.reader(_read_text(file).splitlines(keepends=True), strict=True)
+    reader = csv.reader(read_text(file).splitlines(keepends=True), strict=True)
     try:
         for row in reader:
             yield reader.line_num, row
@@ -120,7 +132,7 @@ def _csv_rows(file: Path) -> Iterator[tuple[int, list[str]]]:
 def parse_csv_list(file: Path) -> list[Entry]:
     """A ``path,label`` CSV (label optional, header ``path,label`` optional, quotes allowed)."""
     entries: list[Entry] = []
-    for line, row in _csv_rows(file):
+    for line, row in csv_rows(file):
         fields = [field.strip() for field in row]
         if not any(fields):
             continue
@@ -150,3 +162,24 @@ def csv_classes(rows: list[Entry]) -> tuple[tuple[str, ...], Callable[[str], int
         raise negative.error("integer labels must be >= 0")
     top = max((int(e.label or 0) for e in rows), default=-1)
     return tuple(str(i) for i in range(top + 1)), int
+
+
+def parse_rawframe_list(file: Path) -> list[Entry]:
+    """mmaction2 rawframe list: ``"<frame folder> <total frames> <label>"`` per line.
+
+    The format of mmaction2's ``RawframeDataset`` lists (e.g. ``ucf101_train_split_1_rawframes.txt``
+    from ``tools/data/build_file_list.py``); the frame count is checked to be a positive integer
+    and otherwise unused (the reader counts the frames on disk). Lists with a start offset or
+    several labels per line are rejected.
+    """
+    entries = []
+    for line, text in numbered_lines(file):
+        fields = text.split()
+        if len(fields) != 3:
+            raise AnnotationError(
+                file, line, "expected '<frame folder> <total frames> <label>'", text
+            )
+        if not fields[1].isdigit() or int(fields[1]) <= 0:
+            raise AnnotationError(file, line, "total frames must be a positive integer", text)
+        entries.append(Entry(fields[0], fields[2], file, line, text))
+    return entries

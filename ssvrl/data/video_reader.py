@@ -24,6 +24,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal
 
+import numpy as np
 import torch
 
 __all__ = ["VideoReadError", "VideoReader", "open_video", "available_backends", "output_size"]
@@ -67,6 +68,14 @@ class VideoReader(abc.ABC):
         Indices come back in the order given; repeats and unsorted indices are allowed and each
         distinct frame is decoded once. Negative or too-large indices raise VideoReadError.
         """
+
+    def frame_times(self) -> np.ndarray:
+        """``(num_frames,)`` float64 presentation time of each frame in seconds, increasing.
+
+        Backends read them from the container (variable frame rate files have uneven gaps);
+        this default assumes a constant rate (``i / fps``, or ``i`` when the rate is unknown).
+        """
+        return np.arange(self.num_frames, dtype=np.float64) / (self.fps or 1.0)
 
     @abc.abstractmethod
     def close(self) -> None:
@@ -138,26 +147,39 @@ def open_video(
     backend: Backend = "decord",
     short_side: int | None = None,
     num_threads: int = 1,
+    *,
+    frame_fps: float = 30.0,
+    frame_template: str = "img_{:05d}.jpg",
 ) -> VideoReader:
     """Open ``path`` for random frame access with the chosen backend.
 
+    A directory is read as a frame folder (``_frames_backend.FrameFolderReader``: JPEGs named
+    by ``frame_template`` from 1, rate ``frame_fps``) whatever ``backend`` says.
+
     Args:
-        path: video file (any container/codec FFmpeg reads).
+        path: video file (any container/codec FFmpeg reads) or frame folder.
         backend: ``"decord"`` (fast batched seeks) or ``"pyav"`` (pure FFmpeg bindings).
         short_side: if given, frames are resized on decode so their shorter side equals it.
         num_threads: decoder threads per reader (1 suits many DataLoader workers).
+        frame_fps: frame rate reported for frame folders (they store none).
+        frame_template: file name of frame ``n`` (1-based) in a frame folder.
 
     Raises:
-        VideoReadError: missing, empty, unreadable file, or no video stream.
+        VideoReadError: missing, empty, unreadable file, no video stream, or a frame folder
+            without frames.
         ValueError: unknown or uninstalled backend, or a non-positive ``short_side``.
     """
     path = Path(path)
     if backend not in _MODULE_OF_BACKEND:
         choices = " or ".join(_MODULE_OF_BACKEND)
         raise ValueError(f"unknown video backend {backend!r}; use {choices}")
+    output_size(1, 1, short_side)  # validates short_side before touching the file
+    if path.is_dir():
+        from ssvrl.data._frames_backend import FrameFolderReader
+
+        return FrameFolderReader(path, short_side, fps=frame_fps, template=frame_template)
     if backend not in available_backends():
         raise ValueError(f"video backend {backend!r} is not installed")
-    output_size(1, 1, short_side)  # validates short_side before touching the file
     _check_file(path)
     if backend == "decord":
         from ssvrl.data._decord_backend import DecordReader

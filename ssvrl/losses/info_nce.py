@@ -12,16 +12,24 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ssvrl.utils.dist import gather_with_grad, rank
+from ssvrl.utils.dist import gather_no_grad, gather_with_grad, rank
 
 
-def info_nce(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+def info_nce(
+    z1: torch.Tensor,
+    z2: torch.Tensor,
+    temperature: float = 0.1,
+    video_ids: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Symmetric InfoNCE between two views.
 
     Args:
         z1, z2: ``(B, D)`` embeddings of view 1 and view 2 of the same B videos (row i of z1 and
             row i of z2 are positives). Normalised here; need not be unit length.
         temperature: tau in Eq. 1 (CVRL uses 0.1).
+        video_ids: optional ``(B,)`` integer id of the video each row came from, unique across
+            processes. Rows that share an id (repeated augmentation draws several samples per
+            video) are not negatives of each other: those logits are masked like self-pairs.
 
     Returns:
         Scalar: the mean loss over the 2B local anchors; against every clip of the global
@@ -47,4 +55,12 @@ def info_nce(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -> to
     # Mask self-similarity with a large finite negative (not -inf: a row of -inf gives NaN grads).
     rows = torch.arange(2 * B, device=z.device)
     logits = logits.index_put((rows, self_idx), torch.tensor(-1e9, device=z.device))
+    if video_ids is not None:
+        ids = video_ids.to(z.device).long().view(-1)  # (B,)
+        if ids.shape[0] != B:
+            raise ValueError(f"video_ids must have {B} entries, got {ids.shape[0]}")
+        cand_ids = gather_no_grad(ids).repeat(2)  # (2PB,) view-major like cand
+        same = ids.repeat(2)[:, None] == cand_ids[None, :]  # (2B, 2PB)
+        same[rows, pos_idx] = False  # the positive stays
+        logits = logits.masked_fill(same, -1e9)
     return F.cross_entropy(logits, pos_idx)
