@@ -145,7 +145,10 @@ def test_order_repeats_and_empty(mm: Path, backend: str) -> None:
     "name, indices",
     [
         ("test.mp4", [0, 1, 150, 234, 235, 236, 299, 5]),
-        ("test.avi", [0, 1, 2, 3, 80, 163, 40]),
+        ("test.avi", [0, 1, 2, 3, 80, 163, 40]),  # with an audio stream: video stream 0 read
+        ("demo.mp4", [0, 100, 279, 50]),
+        ("rawvideo_part_0.mp4", [0, 31, 16]),
+        ("demo_skeleton_1080p.mp4", [0, 71, 35]),
     ],
 )
 def test_backends_agree(mm: Path, name: str, indices: list[int], short_side: int | None) -> None:

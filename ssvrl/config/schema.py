@@ -21,12 +21,20 @@ from ssvrl.registry import RegistryError
 
 @dataclass(frozen=True)
 class DataConfig:
-    format: Literal["ucf101", "csv"] = "ucf101"
+    # ucf101 | hmdb51: official split files; csv: `path,label`; kinetics: release CSVs;
+    # ssv2: Something-Something v2 JSON; folder: <root>/<class>/<video>; rawframes: mmaction2
+    # frame-folder lists. Layouts and default file names: ssvrl.data.index.build_index.
+    format: Literal["ucf101", "csv", "hmdb51", "kinetics", "ssv2", "folder", "rawframes"] = "ucf101"
     root: str = "data/videos"  # the videos folder; annotation paths are relative to it
-    annotations: str | None = None  # ucf101: folder with classInd.txt, trainlistNN/testlistNN
-    split: int = 1  # ucf101: 1..3
-    train_list: str | None = None  # csv: `path,label` rows
+    # ucf101: classInd.txt + trainlistNN/testlistNN; hmdb51: <class>_test_split<k>.txt;
+    # ssv2: the release JSONs; csv/kinetics: default folder of train_list/test_list
+    annotations: str | None = None
+    split: int = 1  # ucf101, hmdb51: 1..3
+    # csv: `path,label` rows; kinetics: CSV (default annotations/train.csv, validate.csv);
+    # ssv2: JSON; folder: plain path lists (both or neither); rawframes: `dir frames label`
+    train_list: str | None = None
     test_list: str | None = None
+    test_fraction: float = 0.2  # folder without lists: share of videos in test (hash of path)
     backend: Literal["decord", "pyav"] = "decord"
     short_side: int = 128  # decoded frames are resized so min(H, W) == short_side
     batch_size: int = 32  # per process
@@ -34,6 +42,12 @@ class DataConfig:
     max_bad_fraction: float = 0.1  # stop when more than this fraction of videos is unreadable
     max_retries: int = 20  # unreadable videos replaced in a row before a sample fails
     max_missing_fraction: float = 0.5  # listed-but-absent files allowed before failing
+    decode_timeout: float = 60.0  # seconds per video decode before it counts as bad; 0: none
+    sample_by: Literal["index", "time"] = "index"  # time: even in time on variable-rate videos
+    repeats: int = 1  # samples per decoded video (repeated augmentation); divides batch_size
+    frame_fps: float = 30.0  # frame-folder videos: their frame rate (JPEG folders store none)
+    frame_template: str = "img_{:05d}.jpg"  # frame-folder videos: file of frame n (from 1)
+    cache_dir: str | None = None  # index cache; None: <root>/.ssvrl_cache or ~/.cache/ssvrl
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from ssvrl.data.bad_videos import BadVideoLog
 from ssvrl.data.datamodule import PretrainDataModule
 from ssvrl.data.dataset import DecodeConfig, PretrainDataset
 from ssvrl.data.index import VideoIndex, build_index
+from ssvrl.data.index_cache import load_cached_index
 from ssvrl.engine.callbacks import BadVideoSummary
 from ssvrl.engine.module import PretrainModule
 from ssvrl.objectives import OBJECTIVES, Objective
@@ -42,10 +44,41 @@ def make_run_dir(cfg: ExperimentConfig) -> Path:
     return run_dir
 
 
-def build_video_index(data: DataConfig, subset: str) -> VideoIndex:
-    """The index of one subset; fails when more than ``max_missing_fraction`` of it is absent."""
+def build_video_index(data: DataConfig, subset: str, use_cache: bool = True) -> VideoIndex:
+    """The index of one subset; fails when more than ``max_missing_fraction`` of it is absent.
+
+    With ``use_cache`` and a valid cache written by ``ssvrl data check`` for the same backend
+    (:mod:`ssvrl.data.index_cache`), the cached index is used: no per-file existence checks, and
+    the files the check found unreadable are left out up front (logged with their count).
+    """
     root = Path(data.root)
-    index = build_index(
+    cached = load_cached_index(data, subset) if use_cache else None
+    if cached is not None and cached.backend == data.backend:
+        index = cached.index
+        log.info(
+            "%s index from the `ssvrl data check` cache of %s: %d videos, %d known-unreadable "
+            "left out",
+            subset,
+            time.strftime("%Y-%m-%d %H:%M", time.localtime(cached.created)),
+            len(index),
+            len(cached.bad),
+        )
+        if cached.bad:
+            log.warning(
+                "%d %s videos left out as unreadable by `ssvrl data check` (first: %s: %s)",
+                len(cached.bad),
+                subset,
+                cached.bad[0][0],
+                cached.bad[0][2],
+            )
+    else:
+        index = _fresh_index(data, subset)
+    return _check_missing(index, data, subset)
+
+
+def _fresh_index(data: DataConfig, subset: str) -> VideoIndex:
+    root = Path(data.root)
+    return build_index(
         data.format,
         root,
         subset,  # type: ignore[arg-type]
@@ -53,7 +86,13 @@ def build_video_index(data: DataConfig, subset: str) -> VideoIndex:
         split=data.split,
         train_list=Path(data.train_list) if data.train_list else None,
         test_list=Path(data.test_list) if data.test_list else None,
+        test_fraction=data.test_fraction,
     )
+
+
+def _check_missing(index: VideoIndex, data: DataConfig, subset: str) -> VideoIndex:
+    """Warn about listed-but-absent files; fail past ``data.max_missing_fraction``."""
+    root = Path(data.root)
     listed = len(index) + len(index.missing)
     if index.missing:
         log.warning(
@@ -74,7 +113,14 @@ def build_video_index(data: DataConfig, subset: str) -> VideoIndex:
 
 def decode_config(data: DataConfig) -> DecodeConfig:
     return DecodeConfig(
-        backend=data.backend, short_side=data.short_side, max_retries=data.max_retries
+        backend=data.backend,
+        short_side=data.short_side,
+        max_retries=data.max_retries,
+        timeout=data.decode_timeout,
+        sample_by=data.sample_by,
+        repeats=data.repeats,
+        frame_fps=data.frame_fps,
+        frame_template=data.frame_template,
     )
 
 

@@ -1,0 +1,299 @@
+"""A cache of a dataset's checked index: every video's probed metadata and the known-bad files.
+
+``ssvrl data check`` writes it; training can read it with :func:`load_cached_index` instead of
+re-listing the dataset, which skips the existence check of every file (tens of thousands of
+``stat`` calls, slow on network file systems) and drops known-unreadable files up front.
+
+Validity. The cache is keyed by a fingerprint of
+
+- the data config fields that define the index: every :class:`DataConfig` field except the
+  loader-only ones in :data:`LOADER_FIELDS` (so format, root, annotations, split, lists and any
+  field added later), with values that name existing paths made absolute;
+- size and mtime of every annotation file those fields name (a named folder contributes the
+  files directly inside it, e.g. ``classInd.txt`` and all split lists);
+- the mtime of ``root`` and of each folder directly inside it: adding, removing or renaming a
+  video in a class folder (also an atomic re-encode, which renames over the file) changes it.
+
+:func:`load_cached_index` returns None whenever the fingerprint differs. Not detected: a video
+rewritten in place (same directory entry), or changes deeper than one folder below ``root``;
+re-run ``ssvrl data check`` after such edits. The bad-file verdicts are those of the backend
+recorded in :attr:`CachedIndex.backend`.
+
+Location: ``data.cache_dir`` if set, else ``<root>/.ssvrl_cache`` when ``root`` is writable,
+else ``~/.cache/ssvrl``; one JSON file per data config (``index-<hash>.json``), replaced
+atomically (temporary file + ``os.replace``), so a reader never sees a half-written cache.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ssvrl.config.schema import DataConfig
+from ssvrl.data.index import VideoIndex, VideoRecord
+
+__all__ = [
+    "CachedIndex",
+    "VideoInfo",
+    "LOADER_FIELDS",
+    "BAD_STATUSES",
+    "cache_file",
+    "fingerprint",
+    "load_cached_index",
+    "save_index_cache",
+]
+
+FORMAT_VERSION = 1
+# DataConfig fields that change how videos are loaded, not which videos the index holds.
+LOADER_FIELDS = frozenset(
+    {
+        "backend",
+        "short_side",
+        "batch_size",
+        "num_workers",
+        "max_bad_fraction",
+        "max_retries",
+        "max_missing_fraction",
+        "cache_dir",
+        "decode_timeout",
+        "sample_by",
+        "repeats",
+        "frame_fps",
+        "frame_template",
+    }
+)
+# Statuses of files that training should never try to decode.
+BAD_STATUSES = frozenset({"unreadable", "timeout", "missing"})
+_CACHE_FOLDER = ".ssvrl_cache"
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the check found for one listed file (None where it could not be read)."""
+
+    status: str  # ok / too_short / unreadable / timeout / missing
+    reason: str
+    num_frames: int | None
+    fps: float | None
+    height: int | None
+    width: int | None
+
+
+@dataclass(frozen=True)
+class CachedIndex:
+    """One subset as cached by ``ssvrl data check``.
+
+    Attributes:
+        subset: ``"train"`` or ``"test"``.
+        index: the usable videos (status ``ok`` or ``too_short``) in the order the annotation
+            lists give, with the classes of a fresh index; ``index.missing`` holds the listed
+            files that were absent at check time. A drop-in for ``build_video_index``'s result.
+        bad: ``(path, status, reason)`` of the files excluded as unreadable or timed out.
+        info: the probe result of every listed file, usable or not, by path.
+        backend: the decoder the check used (its verdicts hold for that backend).
+        created: UNIX time the cache was written.
+    """
+
+    subset: str
+    index: VideoIndex
+    bad: tuple[tuple[Path, str, str], ...]
+    info: Mapping[Path, VideoInfo]
+    backend: str
+    created: float
+
+
+def _index_fields(data: DataConfig) -> dict[str, Any]:
+    """The fields that define the index, path values made absolute (cwd-independent)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(data):
+        if f.name in LOADER_FIELDS:
+            continue
+        value = getattr(data, f.name)
+        if isinstance(value, str) and value and os.path.exists(value):
+            value = os.path.realpath(value)
+        out[f.name] = (
+            value if isinstance(value, (str, int, float, bool, type(None))) else repr(value)
+        )
+    return out
+
+
+def _stat_key(path: str) -> list[Any]:
+    """``[path, size, mtime_ns]``; ``[path, None, None]`` for an absent path."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return [path, None, None]
+    return [path, st.st_size, st.st_mtime_ns]
+
+
+def _annotation_stats(fields: Mapping[str, Any], root: str) -> list[list[Any]]:
+    """Size and mtime of the annotation files the index fields name (folders: their files)."""
+    stats: list[list[Any]] = []
+    for value in fields.values():
+        if not isinstance(value, str) or not os.path.isabs(value) or value == root:
+            continue
+        if os.path.isdir(value):
+            with os.scandir(value) as entries:
+                names = sorted(e.path for e in entries if e.is_file() and e.name[0] != ".")
+            stats.extend(_stat_key(p) for p in names)
+        else:
+            stats.append(_stat_key(value))
+    return stats
+
+
+def _root_stats(root: str) -> list[list[Any]]:
+    """mtime of ``root`` and of each folder directly inside it (our cache folder excluded)."""
+    if not os.path.isdir(root):
+        return [[root, None, None]]
+    with os.scandir(root) as entries:
+        folders = sorted(e.path for e in entries if e.is_dir() and e.name != _CACHE_FOLDER)
+    return [[p, None, _stat_key(p)[2]] for p in [root, *folders]]
+
+
+def fingerprint(data: DataConfig) -> str:
+    """SHA-256 (hex) of everything the index depends on; see the module docstring."""
+    fields = _index_fields(data)
+    root = os.path.realpath(data.root)
+    payload = {
+        "version": FORMAT_VERSION,
+        "fields": fields,
+        "annotations": _annotation_stats(fields, root),
+        "root": _root_stats(root),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _config_key(data: DataConfig) -> str:
+    """Short hash of the index fields alone: names the cache file of this data config."""
+    text = json.dumps(_index_fields(data), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _writable_dir(path: Path) -> bool:
+    """True if ``path`` exists (or can be created) and files can be written into it."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(path, os.W_OK | os.X_OK)
+
+
+def _candidate_dirs(data: DataConfig) -> list[Path]:
+    if data.cache_dir:
+        return [Path(data.cache_dir).expanduser()]
+    return [Path(data.root) / _CACHE_FOLDER, Path("~/.cache/ssvrl").expanduser()]
+
+
+def cache_file(data: DataConfig, *, create: bool = False) -> Path | None:
+    """Where this data config's cache lives: the first candidate folder that holds it, or with
+    ``create`` the first writable one (created). None when there is none."""
+    name = f"index-{_config_key(data)}.json"
+    candidates = _candidate_dirs(data)
+    if not create:
+        return next((d / name for d in candidates if (d / name).is_file()), None)
+    root = Path(data.root)
+    for folder in candidates:
+        if folder.parent == root and not (root.is_dir() and os.access(root, os.W_OK)):
+            continue  # <root>/.ssvrl_cache only when root itself is writable
+        if _writable_dir(folder):
+            return folder / name
+    return None
+
+
+def save_index_cache(
+    data: DataConfig,
+    subsets: Mapping[str, tuple[VideoIndex, Sequence[tuple[Path, VideoInfo]]]],
+    backend: str,
+) -> Path:
+    """Write the cache: per subset, its fresh index and the probe result of every listed file
+    (present and missing), in index order. Returns the cache file.
+
+    Raises:
+        OSError: no candidate folder is writable (names them).
+    """
+    target = cache_file(data, create=True)  # creates the folder BEFORE the root is fingerprinted
+    if target is None:
+        tried = ", ".join(str(d) for d in _candidate_dirs(data))
+        raise OSError(f"no writable folder for the index cache (tried {tried}); set data.cache_dir")
+    payload: dict[str, Any] = {
+        "version": FORMAT_VERSION,
+        "fingerprint": fingerprint(data),
+        "fields": _index_fields(data),
+        "backend": backend,
+        "created": time.time(),
+        "subsets": {},
+    }
+    for subset, (index, infos) in subsets.items():
+        root = os.path.realpath(index.root)
+        payload["subsets"][subset] = {
+            "root": root,
+            "classes": list(index.classes),
+            "labels": {os.path.relpath(r.path, root): r.label for r in index.records},
+            "videos": [
+                [
+                    os.path.relpath(p, root),
+                    i.status,
+                    i.reason,
+                    i.num_frames,
+                    i.fps,
+                    i.height,
+                    i.width,
+                ]
+                for p, i in infos
+            ],
+        }
+    fd, tmp = tempfile.mkstemp(prefix=".index-", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(payload, f, separators=(",", ":"))
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache is as public as the data
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def load_cached_index(data: DataConfig, subset: str) -> CachedIndex | None:
+    """The cached ``subset`` of this data config, or None if there is no cache, it is unreadable
+    or of another format version, it lacks the subset, or its fingerprint no longer matches.
+
+    Meant for training: ``cached.index`` replaces ``build_video_index(data, subset)`` (same
+    order and labels, known-bad files left out, no per-file existence checks).
+    """
+    path = cache_file(data)
+    if path is None:
+        return None
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(payload, dict) or payload.get("version") != FORMAT_VERSION:
+        return None
+    entry = payload.get("subsets", {}).get(subset)
+    if entry is None or payload.get("fingerprint") != fingerprint(data):
+        return None
+    root = Path(entry["root"])
+    labels: dict[str, int] = entry["labels"]
+    records, missing, bad, info = [], [], [], {}
+    for rel, status, reason, frames, fps, height, width in entry["videos"]:
+        path_ = root / rel
+        info[path_] = VideoInfo(status, reason, frames, fps, height, width)
+        if status == "missing":
+            missing.append(path_)
+        elif status in BAD_STATUSES:
+            bad.append((path_, status, reason))
+        elif rel in labels:
+            records.append(VideoRecord(path_, labels[rel]))
+    index = VideoIndex(root, tuple(records), tuple(entry["classes"]), tuple(missing))
+    return CachedIndex(
+        subset, index, tuple(bad), info, str(payload.get("backend")), float(payload["created"])
+    )
