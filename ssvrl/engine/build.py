@@ -51,7 +51,6 @@ def build_video_index(data: DataConfig, subset: str, use_cache: bool = True) -> 
     (:mod:`ssvrl.data.index_cache`), the cached index is used: no per-file existence checks, and
     the files the check found unreadable are left out up front (logged with their count).
     """
-    root = Path(data.root)
     cached = load_cached_index(data, subset) if use_cache else None
     if cached is not None and cached.backend == data.backend:
         index = cached.index
