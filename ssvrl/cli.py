@@ -1,4 +1,4 @@
-"""``ssvrl`` / ``python -m ssvrl``: quickstart, fit, probe, data synth.
+"""``ssvrl`` / ``python -m ssvrl``: quickstart, fit, probe, data synth/check/prepare.
 
 Exit codes: 0 success; 2 bad usage or config (the message names the key or file); 1 a failure
 during the run.
@@ -68,6 +68,40 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_check(args: argparse.Namespace) -> int:
+    cfg = load_experiment(args.config, args.overrides)
+    from ssvrl.data.check import check_dataset, format_summary, outputs
+
+    out = Path(args.out) if args.out else Path(cfg.out_dir) / cfg.name / "data_check"
+    timeout = args.timeout if args.timeout is not None else cfg.data.decode_timeout or 60.0
+    report = check_dataset(cfg, workers=args.workers, timeout=timeout, out_dir=out)
+    print(format_summary(report))
+    print("\n".join(outputs(report)))
+    return 1 if report.bad else 0
+
+
+def cmd_data_prepare(args: argparse.Namespace) -> int:
+    from ssvrl.data.encode import DEFAULT_CODECS, EncodeSettings
+    from ssvrl.data.prepare import check_paths, format_summary, prepare_dataset
+
+    codecs = dict(DEFAULT_CODECS)
+    for item in args.codec:
+        ext, sep, codec = item.partition("=")
+        if not sep or not codec:
+            raise ConfigError(f"--codec expects EXT=CODEC (e.g. .avi=mpeg4), got {item!r}")
+        codecs["." + ext.lower().lstrip(".")] = codec
+    try:
+        settings = EncodeSettings(args.short_side, args.gop, args.crf, codecs)
+        check_paths(Path(args.src), Path(args.dst))
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+    summary = prepare_dataset(
+        args.src, args.dst, settings, workers=args.workers, timeout=args.timeout
+    )
+    print(format_summary(summary))
+    return 1 if summary.failed else 0
+
+
 def cmd_quickstart(args: argparse.Namespace) -> int:
     from ssvrl.quickstart import run_quickstart
 
@@ -79,8 +113,9 @@ def cmd_views(args: argparse.Namespace) -> int:
     cfg = load_experiment(args.config, args.overrides)
     from ssvrl.engine.views import render_views
 
-    path = render_views(cfg, Path(args.out), videos=args.videos, frames=args.frames)
-    print(f"wrote {path}")
+    gif = Path(args.gif) if args.gif else None
+    path = render_views(cfg, Path(args.out), videos=args.videos, frames=args.frames, gif=gif)
+    print(f"wrote {path}" + (f" and {gif}" if gif else ""))
     return 0
 
 
@@ -106,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--out", default="views.png")
     v.add_argument("--videos", type=int, default=4, help="rows: training videos to sample")
     v.add_argument("--frames", type=int, default=4, help="frames shown per view")
+    v.add_argument("--gif", default=None, help="also write the grid animated over time (GIF)")
     v.set_defaults(func=cmd_views)
     d = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_cmd", required=True)
     s = d.add_parser("synth", help="write the synthetic motion dataset as real video files")
@@ -122,6 +158,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dots style: strength of the static background texture, 0..1")
     s.add_argument("--workers", type=int, default=None)
     s.set_defaults(func=cmd_synth)
+    c = d.add_parser("check", help="decode every video of CONFIG's dataset; report bad files")
+    c.add_argument("config")
+    c.add_argument("overrides", nargs="*")
+    c.add_argument("--workers", type=int, default=None, help="probe processes (default: CPUs)")
+    c.add_argument("--timeout", type=float, default=None,
+                   help="seconds per video, a hang = bad (default: data.decode_timeout)")
+    c.add_argument("--out", default=None,
+                   help="report folder (default: <out_dir>/<name>/data_check)")
+    c.set_defaults(func=cmd_data_check)
+    r = d.add_parser("prepare", help="re-encode SRC into DST: short side, short GOP, no B-frames")
+    r.add_argument("src")
+    r.add_argument("dst")
+    r.add_argument("--short-side", type=int, default=128, help="never upscales; sides even")
+    r.add_argument("--gop", type=int, default=16, help="frames between keyframes")
+    r.add_argument("--crf", type=int, default=23, help="libx264 quality (lower: better)")
+    r.add_argument("--codec", action="append", default=[], metavar="EXT=CODEC",
+                   help="codec per extension, repeatable (default .mp4/.mkv/.mov=libx264, "
+                   ".avi=mpeg4, .webm=libvpx-vp9)")
+    r.add_argument("--workers", type=int, default=None, help="encoding processes (default: CPUs)")
+    r.add_argument("--timeout", type=float, default=600.0, help="seconds per video")
+    r.set_defaults(func=cmd_data_prepare)
     return p
 
 

@@ -14,9 +14,10 @@ import dataclasses
 import hashlib
 import os
 import tempfile
+import types
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar, Union, cast, get_args, get_origin, get_type_hints
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -76,11 +77,52 @@ def _materialise(schema: type, data: Mapping[str, Any]) -> Any:
                 f"line (e.g. {missing[0]}=...)",
                 key=missing[0],
             )
-        return OmegaConf.to_object(merged)
+        return _dataclass_items(schema, OmegaConf.to_object(merged))
     except OmegaConfBaseException as err:  # what check() cannot see, e.g. bad interpolations
         key = getattr(err, "full_key", None) or None
         detail = str(err.msg).splitlines()[0]  # omegaconf appends full_key/type lines
         raise ConfigError(f"{key!r}: {detail}" if key else detail, key=key) from err
+
+
+def _dataclass_items(tp: Any, value: Any) -> Any:
+    """``value`` with every mapping typed as a dataclass materialised as one, recursively.
+
+    omegaconf 2.4 materialises ``list[DC]`` items but leaves the items of a ``tuple[DC, ...]``
+    assigned from YAML as plain dicts; frozen (hashable) configs need tuples, so they are
+    rebuilt here. Values that are already right are returned unchanged (same object).
+    """
+    origin, args = get_origin(tp), get_args(tp)
+    if origin in (Union, types.UnionType):
+        arms = [a for a in args if a is not type(None)]
+        typed = [a for a in arms if isinstance(a, type) and dataclasses.is_dataclass(a)]
+        if isinstance(value, Mapping) and len(typed) == 1:
+            return _dataclass_items(typed[0], value)
+        return _dataclass_items(arms[0], value) if len(arms) == 1 else value
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        if isinstance(value, Mapping):
+            return _materialise(tp, value)
+        if not dataclasses.is_dataclass(value) or isinstance(value, type):
+            return value
+        hints = get_type_hints(type(value))
+        changed = {}
+        for f in dataclasses.fields(value):
+            old = getattr(value, f.name)
+            new = _dataclass_items(hints.get(f.name, Any), old)
+            if new is not old:
+                changed[f.name] = new
+        return dataclasses.replace(value, **changed) if changed else value
+    if origin in (list, tuple) and isinstance(value, (list, tuple)) and args:
+        types_ = args[:1] * len(value) if origin is list or args[-1] is Ellipsis else args
+        items = [_dataclass_items(t, v) for t, v in zip(types_, value, strict=False)]
+        if all(new is old for new, old in zip(items, value, strict=True)):
+            return value
+        return type(value)(items)
+    if origin is dict and isinstance(value, dict) and len(args) == 2:
+        items_d = {k: _dataclass_items(args[1], v) for k, v in value.items()}
+        if all(items_d[k] is value[k] for k in value):
+            return value
+        return items_d
+    return value
 
 
 def load_config(

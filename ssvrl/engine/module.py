@@ -13,7 +13,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from ssvrl.augment import VideoAugment
+from ssvrl.augment import MultiViewAugment
 from ssvrl.config.schema import OptimConfig
 from ssvrl.engine.optim import build_optimizer, param_groups, warmup_cosine
 from ssvrl.objectives.base import Objective
@@ -28,7 +28,7 @@ class PretrainModule(pl.LightningModule):
         self.objective = objective
         self.optim_cfg = optim
         self.global_batch_size = global_batch_size
-        self.augment = nn.ModuleDict({v.name: VideoAugment(v.augment) for v in objective.views()})
+        self.augment = MultiViewAugment(objective.views())
         for teacher in objective.teacher_modules():
             teacher.requires_grad_(False)
 
@@ -46,11 +46,9 @@ class PretrainModule(pl.LightningModule):
     def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
         if "views" not in batch:
             return batch
-        views = {}
-        for name, clips in batch["views"].items():  # clips: uint8 (B, C, T, H, W)
-            views[name] = self.augment[name](
-                clips, batch["seeds"][name].cpu()
-            )  # float (B, C, T, h, w)
+        # uint8 (B, C, T, H, W) per view -> float (B, C, T, S, S) per view (sizes may differ),
+        # plus the "<view>/motion" / "<view>/fame_mask" companions of views that use motion.
+        views = self.augment(batch["views"], batch["seeds"])
         return {**batch, "views": views}
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:

@@ -6,7 +6,17 @@ from ssvrl.objectives.base import (
     Objective,
     ObjectiveConfig,
     ObjectiveOutput,
+    ViewConfig,
     ViewSpec,
+    expand_views,
 )
 
-__all__ = ["OBJECTIVES", "Objective", "ObjectiveConfig", "ObjectiveOutput", "ViewSpec"]
+__all__ = [
+    "OBJECTIVES",
+    "Objective",
+    "ObjectiveConfig",
+    "ObjectiveOutput",
+    "ViewConfig",
+    "ViewSpec",
+    "expand_views",
+]

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ssvrl.augment import AugmentConfig
+from ssvrl.augment import AugmentConfig, AugmentOverride, apply_override
 from ssvrl.data.sampling import ClipSampler, IntervalPairSampler
 from ssvrl.heads.mlp import mlp_head
 from ssvrl.losses.info_nce import info_nce
@@ -31,7 +31,15 @@ class CVRLConfig(ObjectiveConfig):
     proj_hidden: int = 2048
     proj_dim: int = 128
     proj_layers: int = 3
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # both views' recipe
+    # Per-view changes of ``augment`` by view name (clip1, clip2); the released recipe is
+    # {clip1: {blur_p: 1.0}, clip2: {blur_p: 0.1, solarize_p: 0.2}} (ssvrl.augment.override).
+    view_augment: dict[str, AugmentOverride] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.view_augment) - {"clip1", "clip2"}
+        if unknown:
+            raise ValueError(f"view_augment: unknown view(s) {sorted(unknown)}; CVRL has clip1/2")
 
 
 @OBJECTIVES.register("cvrl")
@@ -47,9 +55,9 @@ class CVRL(Objective):
 
     def views(self) -> tuple[ViewSpec, ...]:
         c = self.cfg
-        return (
-            ViewSpec("clip1", c.frames, c.stride, c.augment),
-            ViewSpec("clip2", c.frames, c.stride, c.augment),
+        return tuple(
+            ViewSpec(name, c.frames, c.stride, apply_override(c.augment, c.view_augment.get(name)))
+            for name in ("clip1", "clip2")
         )
 
     def clip_sampler(self) -> ClipSampler:
