@@ -143,3 +143,20 @@ def test_views_picture(tiny_data: Path, tmp_path: Path) -> None:
     img.verify()
     crop, pad, label = 56, 4, 14  # quickstart crop size; layout constants of ssvrl.engine.views
     assert Image.open(out).size == (2 * 2 * crop + 3 * pad, 3 * (crop + label) + 4 * pad)
+
+
+def test_fit_with_repeated_augmentation_and_its_config_checks(
+    tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch
+) -> None:
+    args = [*_overrides(tiny_data, tmp_path / "runs"), "trainer.max_epochs=1", "data.repeats=2"]
+    assert main(["fit", CONFIG, *args]) == 0  # 4 videos x 2 samples per batch
+    metrics = (tmp_path / "runs" / "smoke" / "version_0" / "metrics.csv").read_text()
+    assert "train/loss" in metrics
+    assert main(["fit", CONFIG, *args, "data.repeats=3"]) == 2  # 8 is not a multiple of 3
+    assert "multiple of data.repeats=3" in capsys.readouterr().err
+    from ssvrl.objectives.cvrl import CVRL
+
+    monkeypatch.setattr(CVRL, "supports_repeats", False)
+    assert main(["fit", CONFIG, *args]) == 2
+    assert "does not support several samples" in capsys.readouterr().err
+    assert not (tmp_path / "runs" / "smoke" / "version_1").exists()  # refused before any run

@@ -253,3 +253,41 @@ def test_frame_folder_reads_through_the_dataset(shared_data: Path, tmp_path: Pat
     with open_video(folder, short_side=48) as reader:
         assert torch.equal(clips["slow"], reader.get_frames([0, 2, 4]))
     assert view.offsets(10.0).tolist() == [0, 2, 4]
+
+
+def test_dataset_lets_a_frame_reading_sampler_choose(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MCL's motion-focused sampler sees frames through the dataset (one open, one read)."""
+    from ssvrl.data.motion_sampling import MotionFocusedSampler
+    from ssvrl.data.multiview_sampling import ViewTiming
+
+    # 60 frames: still for 0-29 (frame number constant), changing every frame for 30-59.
+    path = tmp_path / "half_moving.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=30)
+        stream.width = stream.height = 64
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": "10", "bf": "0"}
+        for k in range(60):
+            img = np.zeros((64, 64, 3), dtype=np.uint8)
+            if k >= 30:
+                img[:, (k % 8) * 8 : (k % 8) * 8 + 8] = 255  # a bar sweeping across
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
+        out.mux(stream.encode())
+    opened: list[Path] = []
+    real_open = dataset_mod.open_video
+    monkeypatch.setattr(
+        dataset_mod, "open_video", lambda p, **kw: (opened.append(Path(p)), real_open(p, **kw))[1]
+    )
+    index = index_of([path])
+    timing = ViewTiming("clip", frames=8, stride=1)
+    moving = {}
+    for p in (1.0, 0.0):
+        sampler = MotionFocusedSampler((timing,), candidates=6, p=p, low_res=16)
+        bad = BadVideoLog(tmp_path / f"bad{p}", 1, 0.5)
+        ds = PretrainDataset(index, sampler, DecodeConfig(short_side=40), bad, seed=0)
+        clips = [ds[(e, 0)]["views"]["clip"].float() for e in range(24)]  # (3, T, S, S) each
+        moving[p] = sum(int((c[:, 1:] - c[:, :-1]).abs().mean() > 1.0) for c in clips)
+    assert len(opened) == 48  # one open per sample
+    assert moving[1.0] >= 22 and moving[1.0] > moving[0.0] + 4, moving

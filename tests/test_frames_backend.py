@@ -133,20 +133,28 @@ def test_flow_scale_and_centre(imgs: Path) -> None:
     for slot, number in enumerate((5, 1)):
         for axis, name in enumerate("xy"):
             raw = np.asarray(Image.open(imgs / f"{name}_{number:05d}.jpg"), dtype=np.float32)
-            assert np.allclose(flow[slot, axis].numpy(), (raw - 128) / 128 * 20)
+            assert np.allclose(flow[slot, axis].numpy(), (raw - 127.5) / 127.5 * 20, atol=1e-5)
     assert flow.abs().max() <= 20 and flow.std() > 0
 
 
-def test_flow_value_128_is_zero_and_resize_scales_vectors(tmp_path: Path) -> None:
+def test_flow_reads_back_denseflow_quantisation_and_resize_scales_vectors(tmp_path: Path) -> None:
+    """denseflow writes ``(f + b) * 255 / (2 b)``: 0 and 255 are -b and +b exactly, and reading
+    agrees with ``flow_from_uint8`` (the motion maps' dequantiser)."""
+    from ssvrl.augment.motion import flow_from_uint8
+
     Image.new("RGB", (200, 100)).save(tmp_path / "img_00001.jpg", quality=100)
-    Image.new("L", (200, 100), 128).save(tmp_path / "x_00001.jpg", quality=100)
-    Image.new("L", (200, 100), 192).save(tmp_path / "y_00001.jpg", quality=100)
+    Image.new("L", (200, 100), 0).save(tmp_path / "x_00001.jpg", quality=100)
+    Image.new("L", (200, 100), 255).save(tmp_path / "y_00001.jpg", quality=100)
     with FrameFolderReader(tmp_path, flow_bound=16.0) as reader:
-        assert torch.equal(reader.get_flow([0]).unique(), torch.tensor([0.0, 8.0]))
+        flow = reader.get_flow([0])
+        assert torch.allclose(flow[0, 0], torch.tensor(-16.0), atol=1e-4)
+        assert torch.allclose(flow[0, 1], torch.tensor(16.0), atol=1e-4)
+        x = torch.zeros(1, 100, 200, dtype=torch.uint8)
+        assert torch.allclose(flow, flow_from_uint8(x, x + 255, bound=16.0), atol=1e-4)
     with FrameFolderReader(tmp_path, short_side=50) as reader:  # half size: vectors halve
         flow = reader.get_flow([0])
         assert flow.shape == (1, 2, 50, 100)
-        assert torch.allclose(flow[0, 0], torch.tensor(0.0))
-        assert torch.allclose(flow[0, 1], torch.tensor(5.0))  # 64/128 * 20 px * 0.5
+        assert torch.allclose(flow[0, 0], torch.tensor(-10.0), atol=1e-4)  # -20 px * 0.5
+        assert torch.allclose(flow[0, 1], torch.tensor(10.0), atol=1e-4)
         with pytest.raises(VideoReadError, match="flow index 1 out of range"):
             reader.get_flow([1])

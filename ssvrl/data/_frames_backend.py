@@ -11,8 +11,9 @@ Frames are decoded with Pillow and resized with its bicubic filter to the size
 of a folder must have the first frame's size.
 
 Flow: denseflow stores each component clipped to ``[-bound, bound]`` pixels and quantised to
-0..255. Here a JPEG value ``v`` reads as ``(v - 128) / 128 * flow_bound`` pixels (so 128 is no
-motion; ``flow_bound`` default 20, denseflow's default bound). When frames are resized, each
+0..255 as ``(f + bound) * 255 / (2 bound)``. Here a JPEG value ``v`` reads back exactly as
+``(v - 127.5) / 127.5 * flow_bound`` pixels (the same as
+:func:`ssvrl.augment.motion.flow_from_uint8`; ``flow_bound`` default 20, denseflow's default). When frames are resized, each
 component is also multiplied by the resize factor along its axis, so flow stays in output pixels.
 """
 
@@ -141,12 +142,12 @@ class FrameFolderReader(VideoReader):
             )
         height, width = self.size
         gain = np.array([width / self._source[1], height / self._source[0]], dtype=np.float32)
-        gain *= self._flow_bound / 128.0
+        gain *= self._flow_bound / 127.5
         out = np.empty((len(wanted), 2, height, width), dtype=np.float32)
         for slot, i in enumerate(wanted):
             for axis, name in enumerate("xy"):
                 raw = self._load(self._flow_template.format(name, self._start + i), "L")
-                out[slot, axis] = (raw.astype(np.float32) - 128.0) * gain[axis]
+                out[slot, axis] = (raw.astype(np.float32) - 127.5) * gain[axis]
         return torch.from_numpy(out)
 
     def close(self) -> None:

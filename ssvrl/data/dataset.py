@@ -12,7 +12,7 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ from torch.utils.data import Dataset, default_collate
 from ssvrl.data.bad_videos import BadVideoLog
 from ssvrl.data.index import VideoIndex
 from ssvrl.data.sampling import ClipSampler, TemporalView, clip_indices, uniform_starts
-from ssvrl.data.video_reader import VideoReadError, open_video
+from ssvrl.data.video_reader import VideoReader, VideoReadError, open_video
 from ssvrl.data.watchdog import CallTimeout, Watchdog
 
 
@@ -64,6 +64,30 @@ _BACKEND_MODULES = {"decord": "ssvrl.data._decord_backend", "pyav": "ssvrl.data.
 Chooser = Callable[[int, "float | None"], dict[str, np.ndarray]]
 
 
+class FrameSource(NamedTuple):
+    """What a sampler sees of an open video: frame count, rate, and ``get_frames(indices) ->
+    uint8 (U, H, W, 3)``."""
+
+    num_frames: int
+    fps: float | None
+    get_frames: Callable[[list[int]], torch.Tensor]
+
+
+@runtime_checkable
+class FrameReadingSampler(Protocol):
+    """A sampler that looks at frames before choosing (MCL's motion-focused windows): its
+    ``read`` decodes what it needs through ``get_frames`` and returns ``{view: uint8 (T, H, W,
+    3)}``. The dataset calls it instead of ``__call__`` when present."""
+
+    def read(
+        self,
+        get_frames: Callable[[list[int]], torch.Tensor],
+        num_frames: int,
+        rng: np.random.Generator,
+        fps: float | None = None,
+    ) -> dict[str, torch.Tensor]: ...
+
+
 def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, epoch, index]))
 
@@ -86,41 +110,69 @@ def time_grid(times: np.ndarray, fps: float) -> tuple[int, Callable[[np.ndarray]
     return length, to_frames
 
 
+def _open(path: Path, decode: DecodeConfig) -> VideoReader:
+    return open_video(
+        path,
+        backend=decode.backend,
+        short_side=decode.short_side,
+        frame_fps=decode.frame_fps,
+        frame_template=decode.frame_template,
+    )
+
+
+def frame_source(reader: VideoReader, decode: DecodeConfig) -> FrameSource:
+    """The frame count, rate and frame getter samplers see: the reader's own, or with
+    ``sample_by="time"`` the uniform time grid of :func:`time_grid` mapped onto real frames."""
+    n, fps = reader.num_frames, reader.fps or None
+    if decode.sample_by == "time" and fps and n > 1:
+        length, to_frames = time_grid(reader.frame_times(), fps)
+        return FrameSource(
+            length, fps, lambda idx: reader.get_frames(to_frames(np.asarray(idx)).tolist())
+        )
+    return FrameSource(n, fps, reader.get_frames)
+
+
 def read_views(path: Path, choose: Chooser, decode: DecodeConfig) -> dict[str, torch.Tensor]:
     """Open ``path`` once, pick every view's indices with ``choose(num_frames, fps)``, decode
     the union of them ONCE and split it into views.
 
     Returns ``{view: uint8 (T, H, W, 3)}``. Raises :class:`VideoReadError` for any failure.
     """
-    with open_video(
-        path,
-        backend=decode.backend,
-        short_side=decode.short_side,
-        frame_fps=decode.frame_fps,
-        frame_template=decode.frame_template,
-    ) as reader:
-        n, fps = reader.num_frames, reader.fps or None
-        if decode.sample_by == "time" and fps and n > 1:
-            length, to_frames = time_grid(reader.frame_times(), fps)
-            wrapped = {k: to_frames(v % length) for k, v in choose(length, fps).items()}
-        else:
-            wrapped = {k: v % n for k, v in choose(n, fps).items()}
+    with _open(path, decode) as reader:
+        src = frame_source(reader, decode)
+        wrapped = {k: v % src.num_frames for k, v in choose(src.num_frames, src.fps).items()}
         union = np.unique(np.concatenate(list(wrapped.values())))  # (U,) sorted
-        frames = reader.get_frames(union.tolist())  # (U, H, W, 3)
+        frames = src.get_frames(union.tolist())  # (U, H, W, 3)
     pos = {k: torch.from_numpy(np.searchsorted(union, v)) for k, v in wrapped.items()}
     return {k: frames[p] for k, p in pos.items()}  # each (T, H, W, 3)
 
 
-def guarded_read(
-    watchdog: Watchdog, path: Path, choose: Chooser, decode: DecodeConfig
+def read_direct(
+    path: Path, reader_fn: Callable[[FrameSource], dict[str, torch.Tensor]], decode: DecodeConfig
 ) -> dict[str, torch.Tensor]:
-    """:func:`read_views` bounded by ``watchdog``; a timeout becomes a VideoReadError.
+    """Open ``path`` once and let ``reader_fn`` decode what it needs from the frame source
+    (samplers that look at frames before choosing, e.g. MCL's motion-focused windows)."""
+    with _open(path, decode) as reader:
+        return reader_fn(frame_source(reader, decode))
+
+
+def guarded_read(
+    watchdog: Watchdog,
+    path: Path,
+    choose: Chooser,
+    decode: DecodeConfig,
+    reader_fn: Callable[[FrameSource], dict[str, torch.Tensor]] | None = None,
+) -> dict[str, torch.Tensor]:
+    """:func:`read_views` (or :func:`read_direct` with ``reader_fn``) bounded by ``watchdog``;
+    a timeout becomes a VideoReadError.
 
     The backend library is imported first, outside the deadline: a worker's first import of
     decord or PyAV can take longer than a decode.
     """
     importlib.import_module(_BACKEND_MODULES[decode.backend])
     try:
+        if reader_fn is not None:
+            return watchdog.call(lambda: read_direct(path, reader_fn, decode))
         return watchdog.call(lambda: read_views(path, choose, decode))
     except CallTimeout:
         raise VideoReadError(path, f"decode timed out after {decode.timeout:g} s") from None
@@ -202,7 +254,19 @@ class PretrainDataset(Dataset):
                 f"{r}/{k}": v for r in range(R) for k, v in self.sampler(n, rng, fps).items()
             }
 
-        clips = guarded_read(self.watchdog, path, choose, self.decode)
+        reader_fn = None
+        if isinstance(self.sampler, FrameReadingSampler):
+
+            def reader_fn(src: FrameSource) -> dict[str, torch.Tensor]:
+                assert isinstance(self.sampler, FrameReadingSampler)
+                return {
+                    f"{r}/{k}": v
+                    for r in range(R)
+                    for k, v in self.sampler.read(src.get_frames, src.num_frames, rng, src.fps)
+                    .items()
+                }
+
+        clips = guarded_read(self.watchdog, path, choose, self.decode, reader_fn)
         out: list[dict[str, torch.Tensor]] = [{} for _ in range(R)]
         for key, clip in clips.items():
             r, name = key.split("/", 1)

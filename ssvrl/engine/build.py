@@ -13,7 +13,7 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
 from ssvrl.backbones import VideoBackbone, build_backbone
-from ssvrl.config.loader import save_config
+from ssvrl.config.loader import ConfigError, save_config
 from ssvrl.config.schema import DataConfig, ExperimentConfig
 from ssvrl.data.bad_videos import BadVideoLog
 from ssvrl.data.datamodule import PretrainDataModule
@@ -139,7 +139,25 @@ class PretrainParts:
     bad: BadVideoLog
 
 
+def check_pretrain_config(cfg: ExperimentConfig) -> None:
+    """Cross-field checks the schema cannot express; raises ConfigError before any run folder
+    is made."""
+    data = cfg.data
+    if data.repeats > 1 and not OBJECTIVES.get(cfg.objective.name).supports_repeats:
+        raise ConfigError(
+            f"data.repeats={data.repeats}: objective {cfg.objective.name!r} does not support "
+            "several samples of one video per batch (its in-batch negatives would include the "
+            "same video); use data.repeats=1"
+        )
+    if data.repeats < 1 or data.batch_size % data.repeats:
+        raise ConfigError(
+            f"data.batch_size={data.batch_size} must be a multiple of data.repeats={data.repeats}"
+            " (>= 1): a batch holds batch_size / repeats videos"
+        )
+
+
 def build_pretrain(cfg: ExperimentConfig, run_dir: Path) -> PretrainParts:
+    check_pretrain_config(cfg)
     backbone = build_encoder(cfg)
     objective = build_objective(cfg, backbone.num_features)
     index = build_video_index(cfg.data, "train")
@@ -197,6 +215,7 @@ def build_trainer(cfg: ExperimentConfig, run_dir: Path, bad: BadVideoLog) -> pl.
 
 def fit(cfg: ExperimentConfig) -> Path:
     """Pretrain as configured; returns the run folder (holding ``checkpoints/last.ckpt``)."""
+    check_pretrain_config(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     run_dir = make_run_dir(cfg)
     parts = build_pretrain(cfg, run_dir)

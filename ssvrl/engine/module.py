@@ -52,7 +52,10 @@ class PretrainModule(pl.LightningModule):
         return {**batch, "views": views}
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        out = self.objective(self.backbone, batch["views"])
+        if self.objective.supports_repeats:
+            out = self.objective(self.backbone, batch["views"], video_ids=batch["index"])
+        else:
+            out = self.objective(self.backbone, batch["views"])
         B = batch["label"].shape[0]
         self.log("train/loss", out.loss.detach(), prog_bar=True, batch_size=B, sync_dist=False)
         for key, value in out.logs.items():

@@ -12,6 +12,7 @@ every frame. A user debugging an augmentation recipe looks at this first.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -81,7 +82,7 @@ def sample_columns(
     specs = objective.views()
     index = build_video_index(cfg.data, "train")
     bad = BadVideoLog(None, len(index), cfg.data.max_bad_fraction)
-    ds = PretrainDataset(index, objective.clip_sampler(), decode_config(cfg.data), bad, cfg.seed)
+    ds = PretrainDataset(index, objective.clip_sampler(), replace(decode_config(cfg.data), repeats=1), bad, cfg.seed)
     samples = []
     for i in np.linspace(0, len(ds) - 1, min(videos, len(ds))).round().astype(int):
         item = ds[(epoch, int(i))]

@@ -113,6 +113,10 @@ class Objective(nn.Module):
     """Base class of every objective. Subclasses set ``Config`` and implement the methods."""
 
     Config: ClassVar[type[ObjectiveConfig]] = ObjectiveConfig
+    # True when the objective is correct with several samples of one video in a batch
+    # (``data.repeats > 1``): it has no in-batch negatives, or it masks same-video pairs. Such
+    # objectives get ``video_ids=`` (B,) in :meth:`forward`; others refuse ``data.repeats > 1``.
+    supports_repeats: ClassVar[bool] = False
 
     def __init__(self, cfg: ObjectiveConfig, embed_dim: int) -> None:
         super().__init__()
@@ -131,7 +135,9 @@ class Objective(nn.Module):
         return RandomClipSampler(tuple(v.temporal for v in views))
 
     def forward(self, encoder: nn.Module, views: dict[str, torch.Tensor]) -> ObjectiveOutput:
-        """``views``: ``{name: float (B, C, T, H, W)}`` after augmentation."""
+        """``views``: ``{name: float (B, C, T, H, W)}`` after augmentation. Objectives with
+        ``supports_repeats`` also take ``video_ids``: ``(B,)`` dataset index of each row's
+        video (equal ids = samples of one video), unique across processes."""
         raise NotImplementedError
 
     def teacher_modules(self) -> list[nn.Module]:

@@ -47,6 +47,7 @@ class CVRL(Objective):
     """Two temporally distant clips are positives; every other clip in the batch a negative."""
 
     Config = CVRLConfig
+    supports_repeats = True
     cfg: CVRLConfig
 
     def __init__(self, cfg: CVRLConfig, embed_dim: int) -> None:
@@ -64,12 +65,18 @@ class CVRL(Objective):
         v1, v2 = (v.temporal for v in self.views())
         return IntervalPairSampler((v1, v2), self.cfg.interval_power, self.cfg.max_interval)
 
-    def forward(self, encoder: nn.Module, views: dict[str, torch.Tensor]) -> ObjectiveOutput:
+    def forward(  # type: ignore[override]
+        self,
+        encoder: nn.Module,
+        views: dict[str, torch.Tensor],
+        video_ids: torch.Tensor | None = None,
+    ) -> ObjectiveOutput:
         B = views["clip1"].shape[0]
         # One encoder pass over both views: batch-norm statistics see the whole 2B batch.
         feats = encoder(torch.cat([views["clip1"], views["clip2"]]))  # (2B, D)
         z = self.head(feats)  # (2B, proj_dim)
-        loss = info_nce(z[:B], z[B:], self.cfg.temperature)
+        # Repeated samples of one video are not negatives of each other (data.repeats > 1).
+        loss = info_nce(z[:B], z[B:], self.cfg.temperature, video_ids=video_ids)
         with torch.no_grad():
             std = torch.nn.functional.normalize(z.float(), dim=1).std(dim=0).mean()
         return ObjectiveOutput(loss, {"embedding_std": std})
