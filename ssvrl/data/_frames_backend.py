@@ -13,8 +13,9 @@ of a folder must have the first frame's size.
 Flow: denseflow stores each component clipped to ``[-bound, bound]`` pixels and quantised to
 0..255 as ``(f + bound) * 255 / (2 bound)``. Here a JPEG value ``v`` reads back exactly as
 ``(v - 127.5) / 127.5 * flow_bound`` pixels (the same as
-:func:`ssvrl.augment.motion.flow_from_uint8`; ``flow_bound`` default 20, denseflow's default). When frames are resized, each
-component is also multiplied by the resize factor along its axis, so flow stays in output pixels.
+:func:`ssvrl.augment.motion.flow_from_uint8`; ``flow_bound`` default 20, denseflow's default).
+When frames are resized, each component is also multiplied by the resize factor along its axis,
+so flow stays in output pixels.
 """
 
 from __future__ import annotations

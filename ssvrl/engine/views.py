@@ -82,7 +82,8 @@ def sample_columns(
     specs = objective.views()
     index = build_video_index(cfg.data, "train")
     bad = BadVideoLog(None, len(index), cfg.data.max_bad_fraction)
-    ds = PretrainDataset(index, objective.clip_sampler(), replace(decode_config(cfg.data), repeats=1), bad, cfg.seed)
+    decode = replace(decode_config(cfg.data), repeats=1)  # one sample per row of the picture
+    ds = PretrainDataset(index, objective.clip_sampler(), decode, bad, cfg.seed)
     samples = []
     for i in np.linspace(0, len(ds) - 1, min(videos, len(ds))).round().astype(int):
         item = ds[(epoch, int(i))]
