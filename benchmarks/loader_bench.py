@@ -182,21 +182,27 @@ def main() -> None:
                     else:
                         del loader
         if args.memory_clips and fastest[1] is not None:
-            loader = fastest[1]
-            it, seen = iter(loader), 0
-            next(it)
-            before = worker_rss_mb()
-            while seen < args.memory_clips:
-                for batch in loader:
-                    seen += 2 * batch["views"]["clip1"].shape[0]
-                    if seen >= args.memory_clips:
-                        break
-            after = worker_rss_mb()
-            print(
-                f"\nmemory over {seen} more clips (fastest loader): {before:.0f} MB -> "
-                f"{after:.0f} MB ({after - before:+.0f} MB)"
-            )
+            memory_profile(fastest[1], args.memory_clips)
 
+
+def memory_profile(loader: DataLoader[Any], clips: int, points: int = 5) -> None:
+    """Resident memory (this process + workers) at ``points`` evenly spaced moments over
+    ``clips`` more clips; the growth after the first point (warm-up) must stay small."""
+    marks = [round(clips * (k + 1) / points) for k in range(points)]
+    seen, rss = 0, [worker_rss_mb()]
+    while marks:
+        for batch in loader:
+            seen += 2 * batch["views"]["clip1"].shape[0]
+            while marks and seen >= marks[0]:
+                marks.pop(0)
+                rss.append(worker_rss_mb())
+            if not marks:
+                break
+    steps = " -> ".join(f"{m:.0f}" for m in rss)
+    print(
+        f"\nresident memory (MB, main + workers) every {clips // points} clips: {steps}; "
+        f"after the first {clips // points} clips: {rss[-1] - rss[1]:+.0f} MB"
+    )
 
 if __name__ == "__main__":
     main()

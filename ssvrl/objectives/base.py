@@ -103,10 +103,21 @@ def expand_views(configs: Sequence[ViewConfig]) -> tuple[ViewSpec, ...]:
 
 @dataclass
 class ObjectiveOutput:
-    """``loss``: scalar with grad. ``logs``: detached scalars for the logger (no host sync)."""
+    """What :meth:`Objective.forward` returns.
+
+    Attributes:
+        loss: scalar with grad.
+        logs: detached scalars for the logger (no host sync).
+        positive_logits: contrastive objectives only: ``(B,)`` logit of each anchor clip's
+            positive pair, WITH grad, where the anchors are rows ``0..B-1`` of the FIRST encoder
+            call of the step (CVRL/SimCLR: ``clip1`` of the concatenated pass; MoCo: the
+            query). Add-ons that explain the positive (MCL's motion alignment, Grad-CAM of the
+            positive logit) differentiate it; None when the objective has no positive pair.
+    """
 
     loss: torch.Tensor
     logs: dict[str, torch.Tensor] = field(default_factory=dict)
+    positive_logits: torch.Tensor | None = None
 
 
 class Objective(nn.Module):
