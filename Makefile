@@ -19,7 +19,7 @@ test-fast: setup
 
 lint: setup
 	$(VENV)/bin/uv pip install --python $(PY) -q ruff mypy
-	$(VENV)/bin/ruff check ssvrl tests && $(VENV)/bin/mypy ssvrl
+	$(VENV)/bin/ruff check ssvrl tests examples && $(VENV)/bin/mypy ssvrl
 
 clean:
 	rm -rf runs lightning_logs

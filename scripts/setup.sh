@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Creates .venv with the whole stack. Quick the second time: it reinstalls only when
-# requirements.txt or pyproject.toml changed.
+# Creates .venv with the whole stack, plus the example plugin package (examples/plugin_objective,
+# an out-of-tree objective found through the `ssvrl.objectives` entry point; the tests use it).
+# Quick the second time: it reinstalls only when requirements.txt or one of the two
+# pyproject.toml files changed.
 #
 # Why uv: pip on these machines may be configured (pip.conf / PIP_FIND_LINKS) with a CPU-only
 # torch wheel; torchvision on PyPI is built against the registry's torch and fails to import
@@ -11,8 +13,10 @@ cd "$(dirname "$0")/.."
 VENV=${SSVRL_VENV:-.venv}
 PY=${PYTHON:-python3}
 stamp="$VENV/.ssvrl-stamp"
-want=$(cat requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$VENV/bin/python" -c "import ssvrl" 2>/dev/null; then
+PLUGIN=examples/plugin_objective
+want=$(cat requirements.txt pyproject.toml "$PLUGIN/pyproject.toml" | sha256sum | cut -d' ' -f1)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] \
+  && "$VENV/bin/python" -c "import ssvrl, ssvrl_vicreg_plugin" 2>/dev/null; then
   exit 0
 fi
 echo "[setup] creating $VENV (first time: ~1-2 min, ~5 GB)" >&2
@@ -21,6 +25,7 @@ echo "[setup] creating $VENV (first time: ~1-2 min, ~5 GB)" >&2
 "$VENV/bin/uv" pip install --python "$VENV/bin/python" -q -r requirements.txt \
   "pytest>=8" "pytest-timeout>=2.3"
 "$VENV/bin/uv" pip install --python "$VENV/bin/python" -q --no-deps -e .
+"$VENV/bin/uv" pip install --python "$VENV/bin/python" -q --no-deps -e "$PLUGIN"
 "$VENV/bin/python" - <<'PY'
 import torch, torchvision, timm, kornia, decord, av, omegaconf, pytorch_lightning  # noqa: F401
 print(f"[setup] torch {torch.__version__}, torchvision {torchvision.__version__}, "

@@ -9,7 +9,7 @@ with motion maps (``motion``), FAME merging (``fame``) and MCL's motion crop (``
 from ssvrl.augment.fame import FameConfig, fame, fame_mask, fame_merge, fame_partners
 from ssvrl.augment.motion import clip_motion, flow_from_uint8, flow_magnitude, frame_difference
 from ssvrl.augment.motion_crop import box_density, motion_focused_params
-from ssvrl.augment.multiview import AUX_SEP, MotionUse, MultiViewAugment, ViewBatch
+from ssvrl.augment.multiview import AUX_SEP, MotionUse, MultiViewAugment, ViewBatch, ViewMotion
 from ssvrl.augment.ops import (
     LUMA,
     adjust_brightness,
@@ -41,6 +41,7 @@ __all__ = [
     "MultiViewAugment",
     "VideoAugment",
     "ViewBatch",
+    "ViewMotion",
     "apply_override",
     "box_density",
     "clip_motion",

@@ -9,7 +9,10 @@ optionally a motion companion (:class:`MotionUse`):
   clip's background BEFORE the view's augmentation; the mask, cropped with the same
   parameters, is added as ``"<view>/fame_mask"`` (B, 1, 1, S, S) in {0, 1};
 - ``mcl_crop``: MCL's motion-focused crop (Li et al., ICCV 2021, Sec. 3.2), plus
-  ``"<view>/motion"``.
+  ``"<view>/motion"``;
+- ``motion_map: true`` adds ``"<view>/motion"`` to a ``none`` or ``fame`` view too (for a FAME
+  view, the motion of the merged clip, the one the encoder sees), e.g. for MCL's motion
+  alignment on a FAME query.
 
 Views of different sizes and frame counts coexist: every view is its own batch. Parameters
 depend on (clip, seed) only, so splitting a batch across processes changes nothing, except
@@ -43,6 +46,19 @@ class MotionUse:
     fame: FameConfig = field(default_factory=FameConfig)
     mcl_candidates: int = 8  # candidate crops scored by motion
     mcl_p: float = 0.8  # probability of taking the most moving candidate
+    motion_map: bool = False  # also emit "<view>/motion" for kind none / fame (see above)
+
+
+@dataclass(frozen=True)
+class ViewMotion(MotionUse):
+    """A :class:`MotionUse` for the view called ``view`` (YAML: ``{view: clip1, kind: fame}``);
+    objectives' ``view_motion`` lists these (a tuple: configs stay hashable)."""
+
+    view: str = ""
+
+    def use(self) -> MotionUse:
+        """The motion use without the view name."""
+        return MotionUse(self.kind, self.fame, self.mcl_candidates, self.mcl_p, self.motion_map)
 
 
 class ViewLike(Protocol):
@@ -96,7 +112,10 @@ class MultiViewAugment(nn.Module):
             aug, use = self[name], self.motion[name]
             s = torch.as_tensor(seeds[name]).cpu()
             hw, size = (x.shape[-2], x.shape[-1]), aug.cfg.crop_size
-            motion = frame_difference(x) if use.kind in ("frame_diff", "mcl_crop") else None
+            own_map = use.kind in ("frame_diff", "mcl_crop") or (
+                use.motion_map and use.kind == "none"
+            )
+            motion = frame_difference(x) if own_map else None
             if use.kind == "mcl_crop":
                 assert motion is not None
                 params = motion_focused_params(
@@ -109,6 +128,8 @@ class MultiViewAugment(nn.Module):
                 out.aux[name + AUX_SEP + "fame_mask"] = apply_geometry(
                     mask, params, size, mode="nearest"
                 )  # (B, 1, 1, S, S)
+                if use.motion_map:
+                    motion = frame_difference(x)  # of the merged clip: (B, 1, T, H, W)
             if motion is not None:
                 out.aux[name + AUX_SEP + "motion"] = apply_geometry(motion, params, size)
             out.views[name] = aug(x, None, params=params)  # (B, C, T, S, S)

@@ -3,12 +3,24 @@
 Every encoder maps clips ``(B, C, T, H, W)`` to pooled features ``(B, D)`` with ``D =
 num_features``, and exposes the unpooled map ``(B, D, T', H', W')`` through
 ``forward_features`` for objectives that need time (TEG) or space (MCL saliency).
+
+Time: :meth:`VideoBackbone.forward_temporal` gives the map pooled over space only, ``(B, D,
+T')``, for dense temporal objectives (TEG, Qian et al. BMVC 2022, Sec. 3.1: "dense temporal
+embeddings"). Which input frames each of the ``T'`` steps looks at follows from the layers that
+stride or pad time asymmetrically, declared per backbone in ``temporal_layers`` as ``(kernel,
+stride, padding)`` triples: :meth:`~VideoBackbone.temporal_size` is ``T'`` for ``T`` input
+frames and :meth:`~VideoBackbone.temporal_centres` the input frame (a float position, 0 = first
+frame) at the centre of each step's receptive field. Layers with an odd kernel, stride 1 and
+padding ``kernel // 2`` change neither and are left out.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -17,10 +29,55 @@ from ssvrl.registry import Registry
 BACKBONES: Registry[type[VideoBackbone]] = Registry("backbone")
 
 
+TemporalLayer = tuple[int, int, int]
+"""``(kernel, stride, padding)`` of a layer along time."""
+
+
+def temporal_geometry(layers: Sequence[TemporalLayer], frames: int) -> tuple[int, float, float]:
+    """``(T', first, step)``: ``T'`` output steps for ``frames`` input frames, step ``i`` centred
+    on input position ``first + step * i``.
+
+    Each layer maps ``n`` steps to ``(n + 2 p - k) // s + 1`` and output ``i`` is centred on its
+    input position ``i s - p + (k - 1) / 2`` (a symmetric window); composing the affine maps
+    gives the centres in input frames.
+    """
+    n, first, step = frames, 0.0, 1.0
+    for k, s, p in layers:
+        n = (n + 2 * p - k) // s + 1
+        first, step = first + step * ((k - 1) / 2 - p), step * s
+    if n < 1:
+        raise ValueError(f"{frames} frames are too few for temporal layers {list(layers)}")
+    return n, first, step
+
+
 class VideoBackbone(nn.Module):
-    """Base class: subclasses set ``num_features`` and implement ``forward_features``."""
+    """Base class: subclasses set ``num_features`` and implement ``forward_features``; those
+    that stride time also set ``temporal_layers`` (see the module docstring)."""
 
     num_features: int
+    temporal_layers: ClassVar[tuple[TemporalLayer, ...]] = ()
+
+    def forward_temporal(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, T, H, W)`` -> ``(B, D, T')``: the feature map averaged over space only.
+
+        Its mean over time is :meth:`forward`'s output (equal-size groups), so objectives can
+        pool it instead of a second encoder pass.
+        """
+        return self.forward_features(x).mean(dim=(3, 4))  # (B, D, T')
+
+    def temporal_size(self, frames: int) -> int:
+        """``T'`` of :meth:`forward_temporal` for clips of ``frames`` frames."""
+        return temporal_geometry(self.temporal_layers, frames)[0]
+
+    @property
+    def temporal_stride(self) -> int:
+        """Input frames between two consecutive output steps (1 when time is not strided)."""
+        return int(temporal_geometry(self.temporal_layers, 1 << 12)[2])
+
+    def temporal_centres(self, frames: int) -> np.ndarray:
+        """``(T',)`` float input position (0 = first frame) at the centre of each output step."""
+        n, first, step = temporal_geometry(self.temporal_layers, frames)
+        return first + step * np.arange(n, dtype=np.float64)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, T, H, W)`` -> ``(B, D, T', H', W')``."""

@@ -25,7 +25,11 @@ class Small3DCNN(VideoBackbone):
 
     At 8x56x56 input the map is ``(B, 8w, 4, 4, 4)`` (``w = width``); about 0.3 GFLOPs per
     clip at width 32, so a CVRL epoch over a few hundred videos takes seconds on 2 cores.
+    Time: ``T' = ceil(T / 2)``, step ``i`` centred on input frame ``2 i`` (the third stage's
+    stride-2 kernel-3 convolution).
     """
+
+    temporal_layers = ((3, 2, 1),)
 
     def __init__(self, width: int = 32) -> None:
         super().__init__()

@@ -12,11 +12,17 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from ssvrl.backbones.base import BACKBONES, VideoBackbone
+from ssvrl.backbones.base import BACKBONES, TemporalLayer, VideoBackbone
 
 
 class _VideoResNet(VideoBackbone):
-    """R3D-18 / MC3-18 / R(2+1)D-18 trunk: stem + layer1..4, map ``(B, 512, T/8, H/16, W/16)``."""
+    """R3D-18 / MC3-18 / R(2+1)D-18 trunk: stem + layer1..4, map ``(B, 512, T', H/16, W/16)``.
+
+    Time (``temporal_layers``): R3D-18 and R(2+1)D-18 halve it in layer2, layer3 and layer4
+    (kernel 3, stride 2, padding 1; the 1x1x1 shortcut agrees), so ``T' = ceil(ceil(ceil(T/2)
+    /2)/2)`` (16 -> 2, 8 -> 1) and step ``i`` is centred on input frame ``8 i``; MC3-18's
+    layers 2-4 are 2D (no temporal stride), so ``T' = T`` and step ``i`` is centred on ``i``.
+    """
 
     factory: Callable[..., nn.Module]
 
@@ -37,25 +43,38 @@ class _VideoResNet(VideoBackbone):
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
 
-def _resnet(name: str, factory_name: str) -> type[_VideoResNet]:
+_HALVE: TemporalLayer = (3, 2, 1)  # a stride-2 kernel-3 convolution along time
+
+
+def _resnet(
+    name: str, factory_name: str, temporal_layers: tuple[TemporalLayer, ...]
+) -> type[_VideoResNet]:
     def factory(**kwargs: object) -> nn.Module:
         from torchvision.models import video  # imported lazily: torchvision is slow to import
 
         return getattr(video, factory_name)(**kwargs)
 
-    cls = type(factory_name.upper(), (_VideoResNet,), {"factory": staticmethod(factory)})
+    attrs = {"factory": staticmethod(factory), "temporal_layers": temporal_layers}
+    cls = type(factory_name.upper(), (_VideoResNet,), attrs)
     cls.__doc__ = f"torchvision ``{factory_name}`` trunk as a ssvrl backbone."
     return cast(type[_VideoResNet], BACKBONES.register(name)(cls))
 
 
-R3D18 = _resnet("r3d_18", "r3d_18")
-MC3_18 = _resnet("mc3_18", "mc3_18")
-R2Plus1D18 = _resnet("r2plus1d_18", "r2plus1d_18")
+R3D18 = _resnet("r3d_18", "r3d_18", (_HALVE,) * 3)
+MC3_18 = _resnet("mc3_18", "mc3_18", ())
+R2Plus1D18 = _resnet("r2plus1d_18", "r2plus1d_18", (_HALVE,) * 3)
 
 
 @BACKBONES.register("s3d")
 class S3D(VideoBackbone):
-    """torchvision S3D features; map ``(B, 1024, T/8, H/32, W/32)``."""
+    """torchvision S3D features; map ``(B, 1024, T', H/32, W/32)``.
+
+    Time: the stem's separable conv (kernel 7, stride 2, padding 3), the 3x3x3 max-pool (stride
+    2, padding 1) and the final 2x2x2 max-pool (stride 2, no padding): ``T' = T/8`` for ``T`` a
+    multiple of 8, step ``i`` centred on input frame ``8 i + 2`` (the unpadded 2-pool's centre).
+    """
+
+    temporal_layers = ((7, 2, 3), (3, 2, 1), (2, 2, 0))
 
     def __init__(self) -> None:
         super().__init__()

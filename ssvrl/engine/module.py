@@ -2,7 +2,8 @@
 
 Uint8 clips arrive from the loader; :meth:`on_after_batch_transfer` augments them on the device
 (the GPU when there is one), batched, each view with its own recipe and each clip with
-parameters drawn from its own seed; :meth:`training_step` hands the views to the objective.
+parameters drawn from its own seed; :meth:`training_step` hands the views to the objective's
+:meth:`~ssvrl.objectives.base.Objective.run` (its forward plus the add-ons set in YAML).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from torch import nn
 from ssvrl.augment import MultiViewAugment
 from ssvrl.config.schema import OptimConfig
 from ssvrl.engine.optim import build_optimizer, param_groups, warmup_cosine
+from ssvrl.objectives.addons import resolve_layer
 from ssvrl.objectives.base import Objective
 
 
@@ -31,6 +33,8 @@ class PretrainModule(pl.LightningModule):
         self.augment = MultiViewAugment(objective.views())
         for teacher in objective.teacher_modules():
             teacher.requires_grad_(False)
+        if objective.motion_align is not None:  # a wrong layer name fails now, not at step 1
+            resolve_layer(backbone, objective.motion_align.cfg.layer)
 
     def transfer_batch_to_device(
         self, batch: Any, device: torch.device, dataloader_idx: int
@@ -52,10 +56,11 @@ class PretrainModule(pl.LightningModule):
         return {**batch, "views": views}
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        # run = forward plus the YAML add-ons (MCL's motion alignment), see objectives.base.
         if self.objective.supports_repeats:
-            out = self.objective(self.backbone, batch["views"], video_ids=batch["index"])
+            out = self.objective.run(self.backbone, batch["views"], video_ids=batch["index"])
         else:
-            out = self.objective(self.backbone, batch["views"])
+            out = self.objective.run(self.backbone, batch["views"])
         B = batch["label"].shape[0]
         self.log("train/loss", out.loss.detach(), prog_bar=True, batch_size=B, sync_dist=False)
         for key, value in out.logs.items():

@@ -48,6 +48,7 @@ class CVRL(Objective):
 
     Config = CVRLConfig
     supports_repeats = True
+    provides_positive_logits = True  # ObjectiveOutput.positive_logits: clip1 vs its clip2
     cfg: CVRLConfig
 
     def __init__(self, cfg: CVRLConfig, embed_dim: int) -> None:
@@ -77,6 +78,8 @@ class CVRL(Objective):
         z = self.head(feats)  # (2B, proj_dim)
         # Repeated samples of one video are not negatives of each other (data.repeats > 1).
         loss = info_nce(z[:B], z[B:], self.cfg.temperature, video_ids=video_ids)
+        n = torch.nn.functional.normalize(z.float(), dim=1)  # (2B, proj_dim)
+        positive = (n[:B] * n[B:]).sum(dim=1) / self.cfg.temperature  # (B,) logit of Eq. 1
         with torch.no_grad():
-            std = torch.nn.functional.normalize(z.float(), dim=1).std(dim=0).mean()
-        return ObjectiveOutput(loss, {"embedding_std": std})
+            std = n.std(dim=0).mean()
+        return ObjectiveOutput(loss, {"embedding_std": std}, positive_logits=positive)
