@@ -291,3 +291,50 @@ def test_dataset_lets_a_frame_reading_sampler_choose(
         moving[p] = sum(int((c[:, 1:] - c[:, :-1]).abs().mean() > 1.0) for c in clips)
     assert len(opened) == 48  # one open per sample
     assert moving[1.0] >= 22 and moving[1.0] > moving[0.0] + 4, moving
+
+
+def test_stored_flow_becomes_the_views_motion_map(shared_data: Path, tmp_path: Path) -> None:
+    """data.motion_source=flow: the loader reads each view's denseflow JPEGs as a magnitude map
+    cropped exactly like the view, and the device-side builder uses it instead of frame
+    differences; a plain video file (no flow) is then a bad video."""
+    from ssvrl.augment.multiview import MotionUse, MultiViewAugment
+    from ssvrl.objectives.base import ViewSpec
+
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    for jpg in sorted((shared_data / "mmaction2" / "imgs").glob("*.jpg")):
+        (folder / jpg.name).write_bytes(jpg.read_bytes())  # 10 frames, 5 flow fields, 320x240
+    view = TemporalView("clip", frames=4, stride=1)
+    bad = BadVideoLog(tmp_path / "bad", 2, 1.0)
+    decode = DecodeConfig(short_side=48, flow=True)
+    ds = PretrainDataset(index_of([folder]), RandomClipSampler((view,)), decode, bad, seed=3)
+    sample = ds[(0, 0)]
+    clip, motion = sample["views"]["clip"], sample["motion"]["clip"]
+    assert clip.shape == (3, 4, 48, 48) and motion.shape == (1, 4, 48, 48)
+    # The same crop: recompute from the reader with the offset the clip was cut at.
+    with open_video(folder, short_side=48) as reader:
+        frames = reader.get_frames(range(10))  # (10, 48, 64, 3)
+        flow = reader.get_flow(range(5))  # (5, 2, 48, 64)
+    x0 = next(
+        x
+        for x in range(17)
+        if any(torch.equal(clip[:, 0], f[:, x : x + 48].permute(2, 0, 1)) for f in frames)
+    )
+    start = next(
+        i for i in range(10) if torch.equal(clip[:, 0], frames[i][:, x0 : x0 + 48].permute(2, 0, 1))
+    )
+    expected = flow.square().sum(1).sqrt()[np.minimum(np.arange(start, start + 4), 4)]
+    torch.testing.assert_close(motion[0], expected[:, :, x0 : x0 + 48])
+    # Through the builder: the stored map replaces frame differences for a frame_diff view.
+    batch = collate_samples([sample])
+    spec = ViewSpec("clip", 4, 1, motion=MotionUse(kind="frame_diff"))
+    aug = MultiViewAugment([spec])
+    with_flow = aug(batch["views"], batch["seeds"], batch["motion"])["clip/motion"]
+    without = aug(batch["views"], batch["seeds"])["clip/motion"]
+    assert with_flow.shape == without.shape and not torch.allclose(with_flow, without)
+    assert with_flow.max() > 1.0  # pixels of flow, not luma differences in [0, 1]
+    # A video file has no stored flow: unreadable under motion_source=flow.
+    video = tmp_path / "v.mp4"
+    write_numbered(video, [round(k * 1000 / 30) for k in range(30)])
+    ds = PretrainDataset(index_of([video, folder]), RandomClipSampler((view,)), decode, bad)
+    assert ds[(0, 0)]["index"] == 1 and "stored optical flow" in bad.summary()[0]["reason"]

@@ -105,9 +105,20 @@ class MultiViewAugment(nn.Module):
         return aug
 
     @torch.no_grad()
-    def run(self, clips: Mapping[str, Tensor], seeds: Mapping[str, Tensor]) -> ViewBatch:
-        """``clips``: name -> uint8 (B, C, T, H, W) on the device; ``seeds``: name -> (B,)."""
+    def run(
+        self,
+        clips: Mapping[str, Tensor],
+        seeds: Mapping[str, Tensor],
+        stored_motion: Mapping[str, Tensor] | None = None,
+    ) -> ViewBatch:
+        """``clips``: name -> uint8 (B, C, T, H, W) on the device; ``seeds``: name -> (B,).
+
+        ``stored_motion``: optional name -> float (B, 1, T, H, W) stored motion (optical-flow
+        magnitude read by the loader, ``data.motion_source: flow``); where given it replaces
+        the view's frame differences as its motion map (FAME's mask keeps using frame
+        differences, as the paper does)."""
         out = ViewBatch({}, {})
+        stored = stored_motion or {}
         for name, x in clips.items():
             aug, use = self[name], self.motion[name]
             s = torch.as_tensor(seeds[name]).cpu()
@@ -115,7 +126,9 @@ class MultiViewAugment(nn.Module):
             own_map = use.kind in ("frame_diff", "mcl_crop") or (
                 use.motion_map and use.kind == "none"
             )
-            motion = frame_difference(x) if own_map else None
+            motion = None
+            if own_map:
+                motion = stored[name].float() if name in stored else frame_difference(x)
             if use.kind == "mcl_crop":
                 assert motion is not None
                 params = motion_focused_params(
@@ -137,6 +150,9 @@ class MultiViewAugment(nn.Module):
         return out
 
     def forward(
-        self, clips: Mapping[str, Tensor], seeds: Mapping[str, Tensor]
+        self,
+        clips: Mapping[str, Tensor],
+        seeds: Mapping[str, Tensor],
+        motion: Mapping[str, Tensor] | None = None,
     ) -> dict[str, Tensor]:
-        return self.run(clips, seeds).flat()
+        return self.run(clips, seeds, motion).flat()

@@ -47,6 +47,10 @@ class DataConfig:
     repeats: int = 1  # samples per decoded video (repeated augmentation); divides batch_size
     frame_fps: float = 30.0  # frame-folder videos: their frame rate (JPEG folders store none)
     frame_template: str = "img_{:05d}.jpg"  # frame-folder videos: file of frame n (from 1)
+    # Motion maps of views that use one (MCL, motion_map): "frame_diff" on the device, or
+    # "flow": the magnitude of optical flow stored beside frame folders (denseflow x_/y_ JPEGs)
+    motion_source: Literal["frame_diff", "flow"] = "frame_diff"
+    flow_bound: float = 20.0  # "flow": the bound the flow JPEGs were quantised with (px)
     cache_dir: str | None = None  # index cache; None: <root>/.ssvrl_cache or ~/.cache/ssvrl
 
 

@@ -41,6 +41,9 @@ class DecodeConfig:
             has its own clip positions and augmentation seeds, one decode serves them all.
         frame_fps, frame_template: rate and file names of frame-folder videos (they store no
             rate; mmaction2's rawframes use ``img_{:05d}.jpg``).
+        flow: also read each view's stored optical flow (frame folders with denseflow
+            ``x_/y_`` JPEGs) as a motion map: the flow magnitude in pixels, cropped like the
+            view, under ``"<view>/motion"``; videos without flow count as unreadable.
     """
 
     backend: Literal["decord", "pyav"] = "decord"
@@ -51,6 +54,8 @@ class DecodeConfig:
     repeats: int = 1
     frame_fps: float = 30.0
     frame_template: str = "img_{:05d}.jpg"
+    flow: bool = False
+    flow_bound: float = 20.0
 
     def __post_init__(self) -> None:
         if self.repeats < 1:
@@ -59,6 +64,7 @@ class DecodeConfig:
             raise ValueError(f"sample_by must be 'index' or 'time', got {self.sample_by!r}")
 
 
+MOTION_SUFFIX = "/motion"  # read_views key of a view's stored-flow motion map
 _BACKEND_MODULES = {"decord": "ssvrl.data._decord_backend", "pyav": "ssvrl.data._pyav_backend"}
 
 Chooser = Callable[[int, "float | None"], dict[str, np.ndarray]]
@@ -71,6 +77,7 @@ class FrameSource(NamedTuple):
     num_frames: int
     fps: float | None
     get_frames: Callable[[list[int]], torch.Tensor]
+    get_motion: Callable[[list[int]], torch.Tensor] | None = None  # float (U, H, W, 1)
 
 
 @runtime_checkable
@@ -117,6 +124,7 @@ def _open(path: Path, decode: DecodeConfig) -> VideoReader:
         short_side=decode.short_side,
         frame_fps=decode.frame_fps,
         frame_template=decode.frame_template,
+        flow_bound=decode.flow_bound,
     )
 
 
@@ -124,12 +132,35 @@ def frame_source(reader: VideoReader, decode: DecodeConfig) -> FrameSource:
     """The frame count, rate and frame getter samplers see: the reader's own, or with
     ``sample_by="time"`` the uniform time grid of :func:`time_grid` mapped onto real frames."""
     n, fps = reader.num_frames, reader.fps or None
+    to_real: Callable[[np.ndarray], np.ndarray] = lambda idx: idx  # noqa: E731
+    length = n
     if decode.sample_by == "time" and fps and n > 1:
-        length, to_frames = time_grid(reader.frame_times(), fps)
-        return FrameSource(
-            length, fps, lambda idx: reader.get_frames(to_frames(np.asarray(idx)).tolist())
+        length, to_real = time_grid(reader.frame_times(), fps)
+    motion = _flow_getter(reader, to_real) if decode.flow else None
+    return FrameSource(
+        length, fps, lambda idx: reader.get_frames(to_real(np.asarray(idx)).tolist()), motion
+    )
+
+
+def _flow_getter(
+    reader: VideoReader, to_real: Callable[[np.ndarray], np.ndarray]
+) -> Callable[[list[int]], torch.Tensor]:
+    """Indices -> float (U, H, W, 1) stored-flow magnitude in output pixels; flow ``i`` is the
+    motion from frame ``i`` to ``i + 1`` (the last frame reuses the last flow)."""
+    get_flow = getattr(reader, "get_flow", None)
+    count = int(getattr(reader, "num_flow_frames", 0))
+    if get_flow is None or count == 0:
+        raise VideoReadError(
+            reader.path,
+            "data.motion_source=flow needs stored optical flow (a frame folder with x_/y_ JPEGs)",
         )
-    return FrameSource(n, fps, reader.get_frames)
+
+    def motion(idx: list[int]) -> torch.Tensor:
+        flow_idx = np.minimum(to_real(np.asarray(idx)), count - 1)
+        flow = get_flow(flow_idx.tolist())  # (U, 2, H, W) pixels
+        return flow.square().sum(dim=1).sqrt().unsqueeze(-1)  # (U, H, W, 1)
+
+    return motion
 
 
 def read_views(path: Path, choose: Chooser, decode: DecodeConfig) -> dict[str, torch.Tensor]:
@@ -143,8 +174,12 @@ def read_views(path: Path, choose: Chooser, decode: DecodeConfig) -> dict[str, t
         wrapped = {k: v % src.num_frames for k, v in choose(src.num_frames, src.fps).items()}
         union = np.unique(np.concatenate(list(wrapped.values())))  # (U,) sorted
         frames = src.get_frames(union.tolist())  # (U, H, W, 3)
+        motion = src.get_motion(union.tolist()) if src.get_motion else None  # (U, H, W, 1)
     pos = {k: torch.from_numpy(np.searchsorted(union, v)) for k, v in wrapped.items()}
-    return {k: frames[p] for k, p in pos.items()}  # each (T, H, W, 3)
+    out = {k: frames[p] for k, p in pos.items()}  # each (T, H, W, 3)
+    if motion is not None:  # after every view, so views draw their crops first
+        out.update({f"{k}{MOTION_SUFFIX}": motion[p] for k, p in pos.items()})  # (T, H, W, 1)
+    return out
 
 
 def read_direct(
@@ -178,15 +213,25 @@ def guarded_read(
         raise VideoReadError(path, f"decode timed out after {decode.timeout:g} s") from None
 
 
-def square_crop(clip: torch.Tensor, rng: np.random.Generator | None) -> torch.Tensor:
-    """``(T, H, W, 3)`` -> ``(3, T, S, S)`` with ``S = min(H, W)``; random offset or centre."""
-    T, H, W, _ = clip.shape
+def square_offset(H: int, W: int, rng: np.random.Generator | None) -> tuple[int, int]:
+    """Top-left corner of the ``min(H, W)`` square: random, or the centre without ``rng``."""
     S = min(H, W)
     if rng is None:
-        y, x = (H - S) // 2, (W - S) // 2
-    else:
-        y, x = int(rng.integers(0, H - S + 1)), int(rng.integers(0, W - S + 1))
-    return clip[:, y : y + S, x : x + S].permute(3, 0, 1, 2).contiguous()  # (3, T, S, S)
+        return (H - S) // 2, (W - S) // 2
+    return int(rng.integers(0, H - S + 1)), int(rng.integers(0, W - S + 1))
+
+
+def square_crop(
+    clip: torch.Tensor,
+    rng: np.random.Generator | None,
+    offset: tuple[int, int] | None = None,
+) -> torch.Tensor:
+    """``(T, H, W, C)`` -> ``(C, T, S, S)`` with ``S = min(H, W)``; at ``offset``, else a
+    random offset (or the centre without ``rng``)."""
+    T, H, W, _ = clip.shape
+    S = min(H, W)
+    y, x = offset if offset is not None else square_offset(H, W, rng)
+    return clip[:, y : y + S, x : x + S].permute(3, 0, 1, 2).contiguous()  # (C, T, S, S)
 
 
 class PretrainDataset(Dataset):
@@ -229,21 +274,29 @@ class PretrainDataset(Dataset):
                 except VideoReadError as err:
                     self.bad.record(rec.path, err.reason)
                 else:
-                    samples = [
-                        {
-                            "views": views,
-                            "seeds": {k: int(rng.integers(0, 2**62)) for k in views},
-                            "label": rec.label,
-                            "index": idx,
-                        }
-                        for views in repeats
-                    ]
+                    samples = [self._sample(views, rng, rec.label, idx) for views in repeats]
                     return samples[0] if self.decode.repeats == 1 else samples
             idx = int(rng.integers(0, len(self.index)))
         raise RuntimeError(
             f"{self.decode.max_retries + 1} videos in a row were unreadable (last: "
             f"{self.index.records[idx].path}); see {self.bad.folder}"
         )
+
+    @staticmethod
+    def _sample(
+        views: dict[str, torch.Tensor], rng: np.random.Generator, label: int, idx: int
+    ) -> dict[str, Any]:
+        clips = {k: v for k, v in views.items() if not k.endswith(MOTION_SUFFIX)}
+        sample = {
+            "views": clips,
+            "seeds": {k: int(rng.integers(0, 2**62)) for k in clips},
+            "label": label,
+            "index": idx,
+        }
+        motion = {k[: -len(MOTION_SUFFIX)]: v for k, v in views.items() if k not in clips}
+        if motion:
+            sample["motion"] = motion  # {view: float (1, T, S, S)} stored-flow magnitude
+        return sample
 
     def _read(self, path: Path, rng: np.random.Generator) -> list[dict[str, torch.Tensor]]:
         """One decode of ``path``; per repeat ``{view: uint8 (3, T, S, S)}``."""
@@ -268,9 +321,15 @@ class PretrainDataset(Dataset):
 
         clips = guarded_read(self.watchdog, path, choose, self.decode, reader_fn)
         out: list[dict[str, torch.Tensor]] = [{} for _ in range(R)]
-        for key, clip in clips.items():
+        offsets: dict[str, tuple[int, int]] = {}
+        for key, clip in clips.items():  # views first, then their "<view>/motion" maps
             r, name = key.split("/", 1)
-            out[int(r)][name] = square_crop(clip, rng)
+            if name.endswith(MOTION_SUFFIX):  # the view's own crop: the map stays aligned
+                offset = offsets[f"{r}/{name[: -len(MOTION_SUFFIX)]}"]
+                out[int(r)][name] = square_crop(clip, None, offset)  # (1, T, S, S) float
+            else:
+                offsets[key] = square_offset(clip.shape[1], clip.shape[2], rng)
+                out[int(r)][name] = square_crop(clip, None, offsets[key])  # (3, T, S, S)
         return out
 
 

@@ -68,6 +68,8 @@ LOADER_FIELDS = frozenset(
         "repeats",
         "frame_fps",
         "frame_template",
+        "motion_source",
+        "flow_bound",
     }
 )
 # Statuses of files that training should never try to decode.

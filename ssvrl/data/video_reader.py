@@ -150,6 +150,7 @@ def open_video(
     *,
     frame_fps: float = 30.0,
     frame_template: str = "img_{:05d}.jpg",
+    flow_bound: float = 20.0,
 ) -> VideoReader:
     """Open ``path`` for random frame access with the chosen backend.
 
@@ -163,6 +164,7 @@ def open_video(
         num_threads: decoder threads per reader (1 suits many DataLoader workers).
         frame_fps: frame rate reported for frame folders (they store none).
         frame_template: file name of frame ``n`` (1-based) in a frame folder.
+        flow_bound: pixels of the flow JPEGs' full range in a frame folder (denseflow's bound).
 
     Raises:
         VideoReadError: missing, empty, unreadable file, no video stream, or a frame folder
@@ -177,7 +179,9 @@ def open_video(
     if path.is_dir():
         from ssvrl.data._frames_backend import FrameFolderReader
 
-        return FrameFolderReader(path, short_side, fps=frame_fps, template=frame_template)
+        return FrameFolderReader(
+            path, short_side, fps=frame_fps, template=frame_template, flow_bound=flow_bound
+        )
     if backend not in available_backends():
         raise ValueError(f"video backend {backend!r} is not installed")
     _check_file(path)

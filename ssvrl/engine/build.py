@@ -120,6 +120,8 @@ def decode_config(data: DataConfig) -> DecodeConfig:
         repeats=data.repeats,
         frame_fps=data.frame_fps,
         frame_template=data.frame_template,
+        flow=data.motion_source == "flow",
+        flow_bound=data.flow_bound,
     )
 
 

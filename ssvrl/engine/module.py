@@ -52,7 +52,7 @@ class PretrainModule(pl.LightningModule):
             return batch
         # uint8 (B, C, T, H, W) per view -> float (B, C, T, S, S) per view (sizes may differ),
         # plus the "<view>/motion" / "<view>/fame_mask" companions of views that use motion.
-        views = self.augment(batch["views"], batch["seeds"])
+        views = self.augment(batch["views"], batch["seeds"], batch.get("motion"))
         return {**batch, "views": views}
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
@@ -70,6 +70,20 @@ class PretrainModule(pl.LightningModule):
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         self.objective.on_after_optimizer_step(self.backbone, min(self.global_step / total, 1.0))
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Optional objective hook ``on_before_optimizer_step(optimizer, progress, epoch)``.
+
+        Lightning calls this after backward and before gradient clipping and the optimizer
+        step; an objective that defines the hook can change per-step optimizer settings (SVT /
+        DINO's weight-decay schedule) or drop gradients (DINO's last layer frozen in the first
+        epoch). ``progress`` is the fraction of training steps done, as in
+        ``on_after_optimizer_step``; ``epoch`` the current epoch (0-based).
+        """
+        hook = getattr(self.objective, "on_before_optimizer_step", None)
+        if hook is not None:
+            total = max(int(self.trainer.estimated_stepping_batches), 1)
+            hook(optimizer, min(self.global_step / total, 1.0), self.current_epoch)
 
     def configure_optimizers(self) -> Any:
         c = self.optim_cfg
