@@ -51,11 +51,31 @@ def _small(name: str) -> ObjectiveConfig:
     cfg = OBJECTIVES.get(name).Config()
     fields = cfg.__dataclass_fields__
     kw: dict[str, object] = {}
-    for key, value in {"frames": 4, "proj_hidden": 32, "proj_dim": 16, "queue_size": 12}.items():
+    small = {
+        "frames": 4,
+        "proj_hidden": 32,
+        "proj_dim": 16,
+        "queue_size": 12,
+        "out_dim": 64,  # DINO-style heads (SVT)
+        "bottleneck_dim": 16,
+    }
+    for key, value in small.items():
         if key in fields:
             kw[key] = value
     if "augment" in fields:
         kw["augment"] = replace(cfg.augment, crop_size=32)  # type: ignore[attr-defined]
+    if "views" in fields and cfg.views:  # type: ignore[attr-defined]
+        # View lists (SVT): the same names and counts, CPU-sized frames and crops.
+        kw["views"] = tuple(
+            replace(
+                v,
+                frames=min(v.frames, 4),
+                stride=1,
+                fps=None,
+                augment=replace(v.augment, crop_size=32 if i == 0 else 16),
+            )
+            for i, v in enumerate(cfg.views)  # type: ignore[attr-defined]
+        )
     return replace(cfg, **kw)
 
 
@@ -185,10 +205,23 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _fit_overrides(name: str, data: Path, out: Path) -> list[str]:
     """Data, budget (1 epoch of a few steps) and the objective's size knobs it has."""
     fields = OBJECTIVES.get(name).Config.__dataclass_fields__
-    shrink = {"frames": 4, "stride": 2, "proj_hidden": 32, "proj_dim": 16, "queue_size": 16}
+    shrink = {
+        "frames": 4,
+        "stride": 2,
+        "proj_hidden": 32,
+        "proj_dim": 16,
+        "queue_size": 16,
+        "out_dim": 64,
+        "bottleneck_dim": 16,
+    }
     args = [f"objective.{k}={v}" for k, v in shrink.items() if k in fields]
     if "augment" in fields:
         args.append("objective.augment.crop_size=32")
+    if "views" in fields:  # view lists (SVT): 2 global + 2 local, CPU-sized
+        args.append(
+            "objective.views=[{name: global, count: 2, frames: 4, augment: {crop_size: 32}},"
+            " {name: local, count: 2, frames: 2, augment: {crop_size: 16}}]"
+        )
     return [
         *args,
         f"objective.name={name}",

@@ -1,6 +1,6 @@
 """Objectives by name; importing this package registers the built-in ones."""
 
-from ssvrl.objectives import cvrl, fame, mcl, moco, simclr, teg  # noqa: F401  (registration)
+from ssvrl.objectives import cvrl, fame, mcl, moco, simclr, svt, teg  # noqa: F401  (registration)
 from ssvrl.objectives.base import (
     OBJECTIVES,
     Objective,
