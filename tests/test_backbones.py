@@ -21,7 +21,8 @@ def test_contract(name: str) -> None:
     assert fmap.ndim == 5 and fmap.shape[:2] == (2, model.num_features)
     out = model(x)
     assert out.shape == (2, model.num_features)
-    assert torch.allclose(out, fmap.mean(dim=(2, 3, 4)), atol=1e-6)
+    if not name.startswith("vit"):  # CNNs pool the map; ViTs return CLS (tests/test_vit.py)
+        assert torch.allclose(out, fmap.mean(dim=(2, 3, 4)), atol=1e-6)
 
 
 def test_unknown_name_suggests() -> None:
@@ -57,7 +58,7 @@ def test_malicious_pickle_refused(tmp_path: Path) -> None:
 
 SIZE = {"s3d": 64}  # S3D's spatial pooling wants 64 px; the rest run at 56
 STRIDE = {"small3d": 2, "r3d_18": 8, "r2plus1d_18": 8, "mc3_18": 1, "s3d": 8}
-T_OUT = {  # (T=8, T=16) -> T', as documented on each backbone
+T_OUT: dict[str, tuple[int, int]] = {  # (T=8, T=16) -> T', as documented on each backbone
     "small3d": (4, 8),
     "r3d_18": (1, 2),
     "r2plus1d_18": (1, 2),
@@ -67,7 +68,7 @@ T_OUT = {  # (T=8, T=16) -> T', as documented on each backbone
 
 
 @pytest.mark.parametrize("frames", [8, 16])
-@pytest.mark.parametrize("name", BACKBONES.names())
+@pytest.mark.parametrize("name", sorted(T_OUT))  # the CNNs; ViTs in tests/test_vit.py
 def test_forward_temporal_shape_and_pooling(name: str, frames: int) -> None:
     torch.manual_seed(0)
     model = build_backbone(name).eval()
