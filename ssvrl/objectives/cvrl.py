@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ssvrl.augment import AugmentConfig, AugmentOverride, apply_override
+from ssvrl.augment import AugmentConfig, AugmentOverride
 from ssvrl.data.sampling import ClipSampler, IntervalPairSampler
 from ssvrl.heads.mlp import mlp_head
-from ssvrl.losses.info_nce import info_nce
 from ssvrl.objectives.base import OBJECTIVES, Objective, ObjectiveConfig, ObjectiveOutput, ViewSpec
+from ssvrl.objectives.clip_pair import clip_pair_nce, clip_pair_views
 
 
 @dataclass(frozen=True)
@@ -57,10 +57,7 @@ class CVRL(Objective):
 
     def views(self) -> tuple[ViewSpec, ...]:
         c = self.cfg
-        return tuple(
-            ViewSpec(name, c.frames, c.stride, apply_override(c.augment, c.view_augment.get(name)))
-            for name in ("clip1", "clip2")
-        )
+        return clip_pair_views(c.frames, c.stride, c.augment, c.view_augment)
 
     def clip_sampler(self) -> ClipSampler:
         v1, v2 = (v.temporal for v in self.views())
@@ -72,14 +69,4 @@ class CVRL(Objective):
         views: dict[str, torch.Tensor],
         video_ids: torch.Tensor | None = None,
     ) -> ObjectiveOutput:
-        B = views["clip1"].shape[0]
-        # One encoder pass over both views: batch-norm statistics see the whole 2B batch.
-        feats = encoder(torch.cat([views["clip1"], views["clip2"]]))  # (2B, D)
-        z = self.head(feats)  # (2B, proj_dim)
-        # Repeated samples of one video are not negatives of each other (data.repeats > 1).
-        loss = info_nce(z[:B], z[B:], self.cfg.temperature, video_ids=video_ids)
-        n = torch.nn.functional.normalize(z.float(), dim=1)  # (2B, proj_dim)
-        positive = (n[:B] * n[B:]).sum(dim=1) / self.cfg.temperature  # (B,) logit of Eq. 1
-        with torch.no_grad():
-            std = n.std(dim=0).mean()
-        return ObjectiveOutput(loss, {"embedding_std": std}, positive_logits=positive)
+        return clip_pair_nce(encoder, self.head, views, self.cfg.temperature, video_ids)

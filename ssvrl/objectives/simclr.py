@@ -16,14 +16,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ssvrl.augment import AugmentConfig, AugmentOverride, apply_override
+from ssvrl.augment import AugmentConfig, AugmentOverride
 from ssvrl.data.sampling import ClipSampler, TemporalView, clip_indices
 from ssvrl.heads.mlp import mlp_head
-from ssvrl.losses.info_nce import info_nce
 from ssvrl.objectives.base import OBJECTIVES, Objective, ObjectiveConfig, ObjectiveOutput, ViewSpec
+from ssvrl.objectives.clip_pair import clip_pair_nce, clip_pair_views
 
 VIEWS = ("clip1", "clip2")
 
@@ -83,10 +82,7 @@ class SimCLR(Objective):
 
     def views(self) -> tuple[ViewSpec, ...]:
         c = self.cfg
-        return tuple(
-            ViewSpec(name, c.frames, c.stride, apply_override(c.augment, c.view_augment.get(name)))
-            for name in VIEWS
-        )
+        return clip_pair_views(c.frames, c.stride, c.augment, c.view_augment)
 
     def clip_sampler(self) -> ClipSampler:
         return SameClipSampler(tuple(v.temporal for v in self.views()))
@@ -97,12 +93,4 @@ class SimCLR(Objective):
         views: dict[str, torch.Tensor],
         video_ids: torch.Tensor | None = None,
     ) -> ObjectiveOutput:
-        B = views["clip1"].shape[0]
-        # One encoder pass over both views (batch norm sees the 2B batch); rows 0..B-1 = clip1.
-        z = self.head(encoder(torch.cat([views["clip1"], views["clip2"]])))  # (2B, proj_dim)
-        loss = info_nce(z[:B], z[B:], self.cfg.temperature, video_ids=video_ids)
-        n = F.normalize(z.float(), dim=1)  # (2B, proj_dim)
-        positive = (n[:B] * n[B:]).sum(dim=1) / self.cfg.temperature  # (B,) with grad
-        with torch.no_grad():
-            std = n.std(dim=0).mean()
-        return ObjectiveOutput(loss, {"embedding_std": std}, positive_logits=positive)
+        return clip_pair_nce(encoder, self.head, views, self.cfg.temperature, video_ids)
