@@ -106,6 +106,27 @@ class ProbeConfig:
 
 
 @dataclass(frozen=True)
+class FinetuneConfig:
+    """Supervised fine-tuning of the whole encoder plus a classifier (``ssvrl finetune``)."""
+
+    checkpoint: str = "last"  # "last" (of this run), "random", or a checkpoint path
+
+
+@dataclass(frozen=True)
+class OnlineProbeConfig:
+    """A linear head on detached features, trained alongside pretraining and logged per epoch."""
+
+    enabled: bool = False
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """Sliding-window feature extraction over untrimmed videos (``ssvrl extract``)."""
+
+    checkpoint: str = "last"  # "last" (of this run), "random", or a checkpoint path
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     name: str = "experiment"
     seed: int = 0
@@ -117,6 +138,9 @@ class ExperimentConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    online_probe: OnlineProbeConfig = field(default_factory=OnlineProbeConfig)
+    extract: ExtractConfig = field(default_factory=ExtractConfig)
 
 
 def import_plugins(modules: list[str]) -> None:
