@@ -1,4 +1,4 @@
-"""``ssvrl`` / ``python -m ssvrl``: quickstart, fit, probe, data synth/check/prepare.
+"""``ssvrl`` / ``python -m ssvrl``: quickstart, fit, probe, sweep, data synth/check/prepare.
 
 Exit codes: 0 success; 2 bad usage or config (the message names the key or file); 1 a failure
 during the run.
@@ -37,12 +37,49 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    cfg = load_experiment(args.config, args.overrides)
-    from ssvrl.engine.evaluate import format_table, run_probe
+    # `--checkpoints A B key=value`: argparse hands trailing overrides to --checkpoints
+    specs = [c for c in args.checkpoints or [] if "=" not in c or Path(c).exists()]
+    overrides = [*args.overrides, *(c for c in args.checkpoints or [] if c not in specs)]
+    cfg = load_experiment(args.config, overrides)
+    if args.plot and not any(c != "random" for c in specs or [cfg.probe.checkpoint]):
+        raise ConfigError("--plot needs at least one checkpoint (not only 'random')")
+    from ssvrl.engine.evaluate import run_probes
+    from ssvrl.eval.distributed import init_from_env
+    from ssvrl.eval.report import format_table, plot_over_epochs
+    from ssvrl.utils.dist import rank
 
-    result = run_probe(cfg, cfg.probe.checkpoint, Path(args.out) if args.out else None)
-    print(format_table([(result["checkpoint"], result)]))
+    init_from_env()  # under torchrun: every rank extracts a shard
+    rows = run_probes(cfg, specs or [cfg.probe.checkpoint], Path(args.out) if args.out else None)
+    if rank() == 0:
+        print(format_table(rows))
+        if args.plot:
+            print(f"wrote {plot_over_epochs(rows, Path(args.plot))}")
     return 0
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    cfg = load_experiment(args.config, args.overrides)
+    from ssvrl.eval.extract import check_extract_config, dataset_videos, run_extract
+    from ssvrl.eval.extract_inputs import videos_from_path
+    from ssvrl.eval.extract_output import ProtocolMismatch
+
+    check_extract_config(cfg)
+    if args.videos:
+        try:
+            items = videos_from_path(Path(args.videos), cfg.data.frame_template)
+        except ValueError as err:
+            raise ConfigError(str(err)) from err
+    else:
+        items = dataset_videos(cfg)
+    try:
+        summary = run_extract(cfg, items, Path(args.out))
+    except ProtocolMismatch as err:
+        raise ConfigError(str(err)) from err
+    print(
+        f"{summary['num_written']} written, {summary['num_kept']} already there, "
+        f"{summary['num_bad']} unreadable: {Path(args.out) / 'extract.json'}"
+    )
+    return 1 if summary["num_bad"] else 0  # features are missing: let scripts notice
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -102,6 +139,17 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
     return 1 if summary.failed else 0
 
 
+def cmd_finetune(args: argparse.Namespace) -> int:
+    cfg = load_experiment(args.config, args.overrides)
+    from ssvrl.engine.finetune import format_table, run_finetune
+
+    result = run_finetune(cfg, cfg.finetune.checkpoint, Path(args.out) if args.out else None)
+    if result:  # empty on DDP ranks other than 0
+        print(format_table([(result["checkpoint"], result)]))
+        print(f"results: {Path(result['out_dir']) / 'finetune.json'}")
+    return 0
+
+
 def cmd_quickstart(args: argparse.Namespace) -> int:
     from ssvrl.quickstart import run_quickstart
 
@@ -119,6 +167,22 @@ def cmd_views(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from ssvrl.export import export_encoder, export_source
+
+    cfg, ckpt = export_source(args.target, args.overrides, args.checkpoint)
+    meta = export_encoder(cfg, ckpt, Path(args.out))
+    print(f"wrote {args.out}: {meta['backbone']} {meta['backbone_options']}, "
+          f"{meta['feature_dim']} features, from {meta['checkpoint']}")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from ssvrl.sweep.command import run_command
+
+    return run_command(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ssvrl", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -130,11 +194,37 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("config")
     f.add_argument("overrides", nargs="*")
     f.set_defaults(func=cmd_fit)
-    pr = sub.add_parser("probe", help="linear probe: ssvrl probe CONFIG [probe.checkpoint=...]")
+    pr = sub.add_parser(
+        "probe", help="linear probe, kNN, retrieval: ssvrl probe CONFIG [--checkpoints A B ...]"
+    )
     pr.add_argument("config")
     pr.add_argument("overrides", nargs="*")
     pr.add_argument("--out", default=None, help="folder for probe.json (default: the run's)")
+    pr.add_argument("--checkpoints", nargs="+", default=None, metavar="CKPT",
+                    help="checkpoints to compare in one table: paths, 'last', 'random' "
+                    "(default: probe.checkpoint)")
+    pr.add_argument("--plot", default=None, metavar="PNG",
+                    help="write linear and kNN top-1 over the checkpoints' epochs")
     pr.set_defaults(func=cmd_probe)
+    ex = sub.add_parser(
+        "extract", help="sliding-window features of untrimmed videos, one .npy per video"
+    )
+    ex.add_argument("config")
+    ex.add_argument("overrides", nargs="*")
+    ex.add_argument("--out", required=True, help="folder for <video>.npy and extract.json")
+    ex.add_argument("--videos", default=None,
+                    help="a folder (scanned recursively), a video, or a text file of paths "
+                    "(default: the config's dataset, train and test); exit code 1 when a "
+                    "video was unreadable (listed in extract.json)")
+    ex.set_defaults(func=cmd_extract)
+    ft = sub.add_parser(
+        "finetune", help="fine-tune encoder + classifier end to end, multi-clip test"
+    )
+    ft.add_argument("config")
+    ft.add_argument("overrides", nargs="*", help="key=value, e.g. finetune.checkpoint=random")
+    ft.add_argument("--out", default=None,
+                    help="folder for finetune.json and logs (default: <run>/finetune_<ckpt>)")
+    ft.set_defaults(func=cmd_finetune)
     v = sub.add_parser("views", help="a picture of the augmented views: ssvrl views CONFIG")
     v.add_argument("config")
     v.add_argument("overrides", nargs="*")
@@ -143,6 +233,20 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--frames", type=int, default=4, help="frames shown per view")
     v.add_argument("--gif", default=None, help="also write the grid animated over time (GIF)")
     v.set_defaults(func=cmd_views)
+    e = sub.add_parser("export", help="the encoder as safetensors: ssvrl export CONFIG_OR_CKPT")
+    e.add_argument("target", help="experiment CONFIG (.yaml) or a run's checkpoint (.ckpt)")
+    e.add_argument("overrides", nargs="*")
+    e.add_argument("--out", required=True, help="the .safetensors file to write")
+    e.add_argument("--checkpoint", default=None,
+                   help="with a CONFIG: 'last' (default), 'random' or a checkpoint path")
+    e.set_defaults(func=cmd_export)
+    sw = sub.add_parser(
+        "sweep", help="ablation sweep from YAML: ssvrl sweep FILE [--dry-run|--report|--slurm]"
+    )
+    from ssvrl.sweep.command import add_arguments as add_sweep_arguments
+
+    add_sweep_arguments(sw)
+    sw.set_defaults(func=cmd_sweep)
     d = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_cmd", required=True)
     s = d.add_parser("synth", help="write the synthetic motion dataset as real video files")
     s.add_argument("out")

@@ -473,3 +473,17 @@ def test_interpolations_are_resolved_then_checked() -> None:
         build(Experiment, {"name": "x", "epochs": "${nowhere}"}, source="c.yaml")
     assert info.value.key == "epochs"
     assert str(info.value) == "c.yaml: 'epochs': Interpolation key 'nowhere' not found"
+
+
+def test_value_refused_by_a_config_class_check_is_a_config_error() -> None:
+    """A ``__post_init__`` check (a value of the right type but out of range) fails at load
+    as a ConfigError naming the field, not as a traceback at the first step."""
+    from ssvrl.cli import load_experiment
+
+    repo = Path(__file__).resolve().parents[1]
+    with pytest.raises(ConfigError, match="queue_size"):
+        load_experiment(str(repo / "experiments/moco/quickstart.yaml"), ["objective.queue_size=-5"])
+    with pytest.raises(ConfigError, match="crop_size"):
+        load_experiment(
+            str(repo / "experiments/cvrl/quickstart.yaml"), ["objective.augment.crop_size=0"]
+        )

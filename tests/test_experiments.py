@@ -11,7 +11,10 @@ from ssvrl.config.loader import config_diff, save_config
 from ssvrl.engine.build import build_encoder, build_objective
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
-FILES = sorted(p for p in EXPERIMENTS.rglob("*.yaml") if "_base" not in p.parts)
+# sweeps/ holds sweep files, not experiments (tests/test_sweep.py validates every run of each)
+FILES = sorted(
+    p for p in EXPERIMENTS.rglob("*.yaml") if not {"_base", "sweeps"} & set(p.parts)
+)
 
 
 def test_there_are_experiments() -> None:

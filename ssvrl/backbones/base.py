@@ -16,6 +16,7 @@ padding ``kernel // 2`` change neither and are left out.
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
@@ -55,6 +56,7 @@ class VideoBackbone(nn.Module):
     that stride time also set ``temporal_layers`` (see the module docstring)."""
 
     num_features: int
+    build_options: dict[str, object]  # set by build_backbone (what ``ssvrl export`` records)
     temporal_layers: ClassVar[tuple[TemporalLayer, ...]] = ()
 
     def forward_temporal(self, x: torch.Tensor) -> torch.Tensor:
@@ -89,8 +91,14 @@ class VideoBackbone(nn.Module):
 
 
 def build_backbone(name: str, weights: str | None = None, **kwargs: object) -> VideoBackbone:
-    """Instantiate a registered backbone; ``weights`` is a local state-dict file (safe load)."""
+    """Instantiate a registered backbone; ``weights`` is a local state-dict file (safe load).
+
+    ``name`` is looked up in the registry only (nothing is imported from it). The options are
+    kept on the model as ``build_options``, so ``ssvrl export`` can write them next to the
+    weights and :func:`ssvrl.load_backbone` rebuild the same model.
+    """
     model = BACKBONES.get(name)(**kwargs)
+    model.build_options = dict(kwargs)
     if weights:
         load_weights(model, Path(weights))
     return model
@@ -101,16 +109,14 @@ def load_weights(model: nn.Module, path: Path) -> None:
 
     Keys under ``backbone.`` (an ssvrl checkpoint) are taken and stripped; a Lightning
     checkpoint's ``state_dict`` entry is unwrapped. Missing or unexpected keys raise.
+    Every file that holds weights (``backbone.weights``, probe and export checkpoints, 2D ViT
+    weights to inflate) comes through here; a pickle that would build anything but tensors and
+    plain containers is refused, unexecuted, with a ValueError (``torch.load``'s restricted
+    unpickler stops at the first disallowed global, before calling it).
     """
     if not path.is_file():
         raise FileNotFoundError(f"backbone weights not found: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        state = state.get("state_dict", state)
+    state = _read_state(path)
     if any(k.startswith("backbone.") for k in state):
         state = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
     try:
@@ -122,3 +128,31 @@ def load_weights(model: nn.Module, path: Path) -> None:
             f"{path}: weights do not fit the backbone: missing {missing[:5]}, "
             f"unexpected {unexpected[:5]}"
         )
+
+
+def _read_state(path: Path) -> dict[str, torch.Tensor]:
+    """The file's state dict: safetensors (no code at all) or a restricted torch unpickle."""
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except SafetensorError as err:
+            raise ValueError(f"{path}: not a valid safetensors file: {err}") from err
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        # torch's message advises weights_only=False; keep only the line naming the global.
+        lines = [ln.strip() for ln in str(err).splitlines() if "Unsupported" in ln]
+        why = lines[0].split(". Please")[0] if lines else "not a plain weights file"
+        raise ValueError(
+            f"{path}: refused to load: the file asks to build Python objects other than tensors "
+            f"and plain containers, which could run code ({why}). Load only weights you "
+            "trust; convert trusted ones to .safetensors."
+        ) from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: expected a state dict, found {type(state).__name__}")
+    return state

@@ -82,6 +82,10 @@ def _materialise(schema: type, data: Mapping[str, Any]) -> Any:
         key = getattr(err, "full_key", None) or None
         detail = str(err.msg).splitlines()[0]  # omegaconf appends full_key/type lines
         raise ConfigError(f"{key!r}: {detail}" if key else detail, key=key) from err
+    except ConfigError:
+        raise
+    except (ValueError, TypeError) as err:  # a config class's own check (__post_init__)
+        raise ConfigError(f"invalid value in '{schema.__name__}': {err}") from err
 
 
 def _dataclass_items(tp: Any, value: Any) -> Any:

@@ -20,7 +20,7 @@ from torch.utils.data import Dataset, default_collate
 
 from ssvrl.data.bad_videos import BadVideoLog
 from ssvrl.data.index import VideoIndex
-from ssvrl.data.sampling import ClipSampler, TemporalView, clip_indices, uniform_starts
+from ssvrl.data.sampling import ClipSampler
 from ssvrl.data.video_reader import VideoReader, VideoReadError, open_video
 from ssvrl.data.watchdog import CallTimeout, Watchdog
 
@@ -341,56 +341,6 @@ def collate_samples(items: list[Any]) -> dict[str, Any]:
     return default_collate(flat)
 
 
-class EvalClipDataset(Dataset):
-    """Test protocol: ``num_clips`` clips spread evenly over each video, centre square.
-
-    Returns ``{"clips": uint8 (K, 3, T, S, S), "label", "index", "valid"}``. An unreadable
-    video is recorded and returned with ``valid=False`` (zeros), so the caller can exclude it
-    and report it rather than silently substitute another video's label.
-    """
-
-    def __init__(
-        self,
-        index: VideoIndex,
-        view: TemporalView,
-        num_clips: int,
-        decode: DecodeConfig,
-        bad: BadVideoLog,
-    ) -> None:
-        self.index, self.view, self.num_clips, self.decode, self.bad = (
-            index,
-            view,
-            num_clips,
-            decode,
-            bad,
-        )
-        self.watchdog = Watchdog(decode.timeout)
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def __getitem__(self, idx: int) -> dict[str, Any]:
-        rec = self.index.records[idx]
-        S, T, K = self.decode.short_side, self.view.frames, self.num_clips
-        out = {
-            "label": rec.label,
-            "index": idx,
-            "valid": False,
-            "clips": torch.zeros(K, 3, T, S, S, dtype=torch.uint8),
-        }
-        if self.bad.is_bad(rec.path):
-            return out
-        try:
-            clips = guarded_read(self.watchdog, rec.path, self._choose, self.decode)
-        except VideoReadError as err:
-            self.bad.record(rec.path, err.reason)
-            return out
-        out["clips"] = torch.stack([square_crop(clips[str(k)], None) for k in range(K)])
-        out["valid"] = True
-        return out
-
-    def _choose(self, num_frames: int, fps: float | None) -> dict[str, np.ndarray]:
-        starts = uniform_starts(num_frames, self.view.span_at(fps), self.num_clips)
-        return {
-            str(k): clip_indices(s, self.view, num_frames, fps) for k, s in enumerate(starts)
-        }
+# The test-protocol dataset lives in its own file; re-exported for existing imports (placed
+# last: eval_dataset imports the helpers above).
+from ssvrl.data.eval_dataset import EvalClipDataset as EvalClipDataset  # noqa: E402

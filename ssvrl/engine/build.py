@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -17,11 +17,15 @@ from ssvrl.config.loader import ConfigError, save_config
 from ssvrl.config.schema import DataConfig, ExperimentConfig
 from ssvrl.data.bad_videos import BadVideoLog
 from ssvrl.data.datamodule import PretrainDataModule
-from ssvrl.data.dataset import DecodeConfig, PretrainDataset
+from ssvrl.data.dataset import DecodeConfig, EvalClipDataset, PretrainDataset
 from ssvrl.data.index import VideoIndex, build_index
 from ssvrl.data.index_cache import load_cached_index
+from ssvrl.data.sampling import TemporalView
+from ssvrl.engine.batchnorm import sync_batchnorm
 from ssvrl.engine.callbacks import BadVideoSummary
 from ssvrl.engine.module import PretrainModule
+from ssvrl.engine.online_probe import OnlineProbe, anchor_view
+from ssvrl.engine.run_dir import SharedRunDir, launch_rank, placeholder_run_dir
 from ssvrl.objectives import OBJECTIVES, Objective
 
 log = logging.getLogger("ssvrl")
@@ -32,7 +36,12 @@ class DataError(RuntimeError):
 
 
 def make_run_dir(cfg: ExperimentConfig) -> Path:
-    """``<out_dir>/<name>/version_N`` with the next free N; ``config.yaml`` written into it."""
+    """``<out_dir>/<name>/version_N`` with the next free N; ``config.yaml`` written into it.
+
+    Only global rank 0 creates it; other ranks get a placeholder until :class:`SharedRunDir`
+    hands them rank 0's folder (:mod:`ssvrl.engine.run_dir`)."""
+    if launch_rank(cfg.trainer.devices) > 0:
+        return placeholder_run_dir()
     base = Path(cfg.out_dir) / cfg.name
     base.mkdir(parents=True, exist_ok=True)
     taken = [
@@ -158,18 +167,52 @@ def check_pretrain_config(cfg: ExperimentConfig) -> None:
         )
 
 
+def build_online_probe(
+    cfg: ExperimentConfig,
+    objective: Objective,
+    num_features: int,
+    num_classes: int,
+    run_dir: Path,
+) -> tuple[OnlineProbe, EvalClipDataset | None]:
+    """The online probe's head (built after the backbone and objective, so their
+    initialisation is the same with and without it) and its test-split dataset (None when
+    ``every_n_epochs`` is 0): the anchor view's timing, ``val_clips`` clips, centre crop."""
+    c = cfg.online_probe
+    anchor = anchor_view(objective)
+    probe = OnlineProbe(num_features, num_classes, anchor, c.lr, c.weight_decay)
+    if c.every_n_epochs == 0:
+        return probe, None
+    index = build_video_index(cfg.data, "test")
+    bad = BadVideoLog(run_dir / "bad_videos_test", len(index), cfg.data.max_bad_fraction)
+    view = TemporalView("online_probe", anchor.frames, anchor.stride, anchor.fps)
+    decode = replace(decode_config(cfg.data), repeats=1, flow=False)  # no motion maps needed
+    return probe, EvalClipDataset(index, view, c.val_clips, decode, bad)
+
+
 def build_pretrain(cfg: ExperimentConfig, run_dir: Path) -> PretrainParts:
     check_pretrain_config(cfg)
     backbone = build_encoder(cfg)
     objective = build_objective(cfg, backbone.num_features)
     index = build_video_index(cfg.data, "train")
     bad = BadVideoLog(run_dir / "bad_videos", len(index), cfg.data.max_bad_fraction)
+    probe, val = None, None
+    if cfg.online_probe.enabled:
+        probe, val = build_online_probe(
+            cfg, objective, backbone.num_features, len(index.classes), run_dir
+        )
     world = cfg.trainer.devices * cfg.trainer.num_nodes
-    module = PretrainModule(backbone, objective, cfg.optim, cfg.data.batch_size * world)
+    module = PretrainModule(backbone, objective, cfg.optim, cfg.data.batch_size * world, probe)
     dataset = PretrainDataset(
         index, objective.clip_sampler(), decode_config(cfg.data), bad, cfg.seed
     )
-    dm = PretrainDataModule(dataset, cfg.data.batch_size, cfg.data.num_workers, cfg.seed)
+    dm = PretrainDataModule(
+        dataset,
+        cfg.data.batch_size,
+        cfg.data.num_workers,
+        cfg.seed,
+        val_dataset=val,
+        val_batch_size=cfg.online_probe.batch_size,
+    )
     return PretrainParts(module, dm, bad)
 
 
@@ -194,7 +237,10 @@ def build_trainer(cfg: ExperimentConfig, run_dir: Path, bad: BadVideoLog) -> pl.
         every_n_epochs=t.checkpoint_every_n_epochs,
         filename="epoch{epoch:03d}",
         auto_insert_metric_name=False,
+        save_on_train_epoch_end=True,  # as without validation, whatever the online probe does
     )
+    probe = cfg.online_probe
+    validate = probe.enabled and probe.every_n_epochs > 0
     return pl.Trainer(
         default_root_dir=run_dir,
         max_epochs=t.max_epochs,
@@ -203,26 +249,38 @@ def build_trainer(cfg: ExperimentConfig, run_dir: Path, bad: BadVideoLog) -> pl.
         devices=t.devices,
         num_nodes=t.num_nodes,
         strategy=t.strategy,
+        sync_batchnorm=sync_batchnorm(t),  # policy: ssvrl.engine.batchnorm
         precision=t.precision,  # type: ignore[arg-type]
         gradient_clip_val=t.gradient_clip_val or None,
         log_every_n_steps=t.log_every_n_steps,
         logger=loggers,
-        callbacks=[ckpt, LearningRateMonitor("step"), BadVideoSummary(bad, run_dir)],
+        callbacks=[
+            SharedRunDir(run_dir, bad), ckpt, LearningRateMonitor("step"),
+            BadVideoSummary(bad, run_dir),
+        ],
         use_distributed_sampler=False,
         enable_progress_bar=t.progress_bar,
         deterministic=t.deterministic,
         num_sanity_val_steps=0,
+        check_val_every_n_epoch=probe.every_n_epochs if validate else 1,
+        limit_val_batches=None if validate else 0,
     )
 
 
-def fit(cfg: ExperimentConfig) -> Path:
-    """Pretrain as configured; returns the run folder (holding ``checkpoints/last.ckpt``)."""
+def fit(cfg: ExperimentConfig, ckpt_path: str | None = None) -> Path:
+    """Pretrain as configured; returns the run folder (holding ``checkpoints/last.ckpt``).
+
+    ``ckpt_path``: resume from that checkpoint (Lightning restores model, optimizer, scheduler,
+    epoch) into a new ``version_N`` folder.
+    """
     check_pretrain_config(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     run_dir = make_run_dir(cfg)
     parts = build_pretrain(cfg, run_dir)
     trainer = build_trainer(cfg, run_dir, parts.bad)
-    trainer.fit(parts.module, datamodule=parts.datamodule)
+    # weights_only: a resumed checkpoint is never unpickled beyond tensors and plain types.
+    trainer.fit(parts.module, datamodule=parts.datamodule, ckpt_path=ckpt_path, weights_only=True)
+    run_dir = SharedRunDir.of(trainer, run_dir)  # rank 0's folder on every rank
     n_bad = parts.bad.count()
     if n_bad:
         log.warning(

@@ -1,10 +1,19 @@
-"""The linear-probe run built from an experiment config (``ssvrl probe``)."""
+"""The probe run built from an experiment config (``ssvrl probe``): linear, kNN, retrieval.
+
+One feature extraction serves every evaluator (:mod:`ssvrl.eval.protocol`): training videos
+at ``probe.train_clips`` centre clips, test videos at ``probe.test_clips`` x
+``probe.test_crops`` views (SlowFast's 10 x 3 test). ``probe.mode: online`` instead trains the
+linear head by SGD over augmented clips through the frozen encoder
+(:mod:`ssvrl.eval.linear_online`). Under ``torchrun`` each rank extracts a disjoint shard
+(:mod:`ssvrl.eval.distributed`); rank 0 writes ``probe.json``.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import replace
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -13,17 +22,30 @@ import torch
 from torch.utils.data import DataLoader
 
 from ssvrl.augment import VideoAugment
-from ssvrl.backbones import load_weights
+from ssvrl.backbones import VideoBackbone, load_weights
 from ssvrl.config.loader import config_hash
 from ssvrl.config.schema import ExperimentConfig
 from ssvrl.data.bad_videos import BadVideoLog
-from ssvrl.data.dataset import EvalClipDataset
-from ssvrl.data.sampling import TemporalView
+from ssvrl.data.dataset import PretrainDataset, collate_samples
+from ssvrl.data.epoch_sampler import EpochSampler
+from ssvrl.data.eval_dataset import EvalClipDataset
+from ssvrl.data.index import VideoIndex
+from ssvrl.data.sampling import RandomClipSampler, TemporalView
 from ssvrl.engine.build import build_encoder, build_objective, build_video_index, decode_config
-from ssvrl.eval.features import FeatureSet, extract_features
-from ssvrl.eval.linear_probe import fit_linear_probe, topk_accuracy
+from ssvrl.eval.checkpoints import checkpoint_epoch, checkpoint_label, probe_dir
+from ssvrl.eval.distributed import device_for_rank, extract_sharded
+from ssvrl.eval.features import FeatureSet
+from ssvrl.eval.linear_online import train_online
+from ssvrl.eval.linear_probe import LinearHead, topk_accuracy
+from ssvrl.eval.protocol import LinearSettings, evaluate_cached, video_scores
+from ssvrl.eval.report import Row, format_table
+from ssvrl.utils.dist import rank, world_size
 
 log = logging.getLogger("ssvrl")
+__all__ = [
+    "checkpoint_epoch", "default_out_dir", "format_table", "resolve_checkpoint", "run_probe",
+    "run_probes",
+]
 
 
 def resolve_checkpoint(cfg: ExperimentConfig, spec: str) -> Path | None:
@@ -47,29 +69,63 @@ def resolve_checkpoint(cfg: ExperimentConfig, spec: str) -> Path | None:
     return path
 
 
-def _features(
-    cfg: ExperimentConfig,
-    backbone: torch.nn.Module,
-    subset: str,
-    clips: int,
-    view: TemporalView,
-    aug: VideoAugment,
-    device: torch.device,
-    bad_dir: Path,
-) -> tuple[FeatureSet, int]:
-    index = build_video_index(cfg.data, subset)
-    bad = BadVideoLog(bad_dir, len(index), cfg.data.max_bad_fraction)
-    ds = EvalClipDataset(index, view, clips, decode_config(cfg.data), bad)
-    loader = DataLoader(ds, batch_size=cfg.probe.batch_size, num_workers=cfg.data.num_workers)
-    fs = extract_features(backbone, loader, aug.eval_transform, device)
-    return fs, len(index.classes)
+def default_out_dir(cfg: ExperimentConfig, ckpt: Path | None) -> Path:
+    """:func:`~ssvrl.eval.checkpoints.probe_dir`; random init: ``<out_dir>/<name>/probe_random``."""
+    return probe_dir(ckpt, Path(cfg.out_dir) / cfg.name / "probe_random")
 
 
-def run_probe(
-    cfg: ExperimentConfig, checkpoint: str, out_dir: Path | None = None
-) -> dict[str, Any]:
-    """Fit a linear probe on frozen features of ``checkpoint`` and write ``probe.json``."""
-    ckpt = resolve_checkpoint(cfg, checkpoint)
+@dataclass
+class _Probe:
+    """What every step of one probe run shares."""
+
+    cfg: ExperimentConfig
+    backbone: VideoBackbone
+    view: TemporalView
+    aug: VideoAugment  # the objective's first view's recipe at the probe's crop size
+    device: torch.device
+    out: Path
+
+    def bad(self, index: VideoIndex) -> BadVideoLog:
+        return BadVideoLog(self.out / "bad_videos", len(index), self.cfg.data.max_bad_fraction)
+
+    def extract(self, index: VideoIndex, clips: int, crops: int, copies: int) -> FeatureSet:
+        ds = EvalClipDataset(
+            index, self.view, clips, decode_config(self.cfg.data), self.bad(index), num_crops=crops
+        )
+        return extract_sharded(
+            self.backbone, ds, clips_per_video=ds.clips_per_video,
+            dim=self.backbone.num_features, batch_size=self.cfg.probe.batch_size,
+            num_workers=self.cfg.data.num_workers, transform=self.aug.eval_transform,
+            device=self.device, augment=self.aug, copies=copies, seed=self.cfg.seed,
+        )
+
+    def online_head(self, index: VideoIndex, num_classes: int) -> LinearHead:
+        """``probe.mode: online``: one random augmented clip per video per epoch."""
+        p, decode = self.cfg.probe, replace(decode_config(self.cfg.data), repeats=1)
+        ds = PretrainDataset(
+            index, RandomClipSampler((self.view,)), decode, self.bad(index), self.cfg.seed
+        )
+        sampler = EpochSampler(
+            len(ds), seed=self.cfg.seed, num_replicas=world_size(), rank=rank(), drop_last=True
+        )
+        workers = self.cfg.data.num_workers
+        loader = DataLoader(  # persistent: the epoch travels in the sampler's keys
+            ds, batch_size=p.batch_size, sampler=sampler, num_workers=workers,
+            collate_fn=collate_samples, persistent_workers=workers > 0,
+        )
+
+        def batches(epoch: int) -> DataLoader:
+            sampler.set_epoch(epoch)
+            return loader
+
+        head = LinearHead(self.backbone.num_features, num_classes, p.feature_norm)
+        return train_online(
+            self.backbone, head, batches, self.aug, view=self.view.name, epochs=p.online_epochs,
+            steps_per_epoch=len(loader), lr=p.lr, weight_decay=p.weight_decay, device=self.device,
+        ).cpu()
+
+
+def _setup(cfg: ExperimentConfig, ckpt: Path | None, out: Path) -> _Probe:
     pl.seed_everything(cfg.seed, verbose=False)  # a "random" init is the seed's init
     backbone = build_encoder(cfg)
     if ckpt is not None:
@@ -78,49 +134,111 @@ def run_probe(
     p = cfg.probe
     view = TemporalView("probe", p.frames or view0.frames, p.stride or view0.stride)
     aug = VideoAugment(replace(view0.augment, crop_size=p.crop_size or view0.augment.crop_size))
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    backbone.to(device)
-    out = out_dir or (ckpt.parent.parent if ckpt else Path(cfg.out_dir) / cfg.name / "probe_random")
-    out.mkdir(parents=True, exist_ok=True)
-    train, num_classes = _features(
-        cfg, backbone, "train", p.train_clips, view, aug, device, out / "bad_videos"
-    )
-    test, _ = _features(cfg, backbone, "test", p.test_clips, view, aug, device, out / "bad_videos")
-    K, D = train.feats.shape[1:]
-    x = train.feats[train.valid].reshape(-1, D)  # (N_train * K, D): every clip an example
-    y = train.labels[train.valid].repeat_interleave(K)
-    probe = fit_linear_probe(x, y, num_classes, steps=p.epochs, weight_decay=p.weight_decay)
-    with torch.no_grad():
-        logits = probe(test.feats[test.valid].mean(dim=1))  # clip features averaged per video
-    result = {
-        **topk_accuracy(logits, test.labels[test.valid]),
-        "checkpoint": str(ckpt) if ckpt else "random",
-        "protocol": {
-            "classifier": "linear, L-BFGS, standardised features",
-            "train_clips_per_video": p.train_clips,
-            "test_clips_per_video": p.test_clips,
-            "frames": view.frames,
-            "stride": view.stride,
-            "crop": aug.cfg.crop_size,
-            "split": cfg.data.split,
-            "format": cfg.data.format,
-        },
-        "num_train_videos": int(train.valid.sum()),
-        "num_test_videos": int(test.valid.sum()),
-        "unreadable_videos": int((~train.valid).sum() + (~test.valid).sum()),
-        "config_hash": config_hash(cfg),
+    device = device_for_rank()
+    return _Probe(cfg, backbone.to(device), view, aug.to(device), device, out)
+
+
+def _protocol(probe: _Probe) -> dict[str, Any]:
+    p, cfg = probe.cfg.probe, probe.cfg
+    online = p.mode == "online"
+    return {
+        "evaluators": list(p.evaluators),
+        "mode": p.mode,
+        "train_clips": None if online else p.train_clips,
+        "train_augment": None if online else p.train_augment,
+        "test_clips": p.test_clips,
+        "test_crops": p.test_crops,
+        "test_views_per_video": p.test_clips * p.test_crops,
+        "frames": probe.view.frames,
+        "stride": probe.view.stride,
+        "crop": probe.aug.cfg.crop_size,
+        "feature_dim": probe.backbone.num_features,
+        "classifier": "sgd, online" if online else p.classifier,
+        "feature_norm": p.feature_norm,
+        "epochs": p.online_epochs if online else p.epochs,
+        "online_epochs": p.online_epochs if online else None,
+        "lr": p.lr if online or p.classifier == "sgd" else None,
+        "weight_decay": p.weight_decay,
+        "knn_k": p.knn_k,
+        "knn_temperature": p.knn_temperature,
+        "retrieval": "test videos query train videos; gallery-mean centred, cosine",
+        "split": cfg.data.split,
+        "format": cfg.data.format,
+        "world_size": world_size(),
     }
-    (out / "probe.json").write_text(json.dumps(result, indent=2))
-    log.info("probe results written to %s", out / "probe.json")
+
+
+def run_probe(
+    cfg: ExperimentConfig, checkpoint: str, out_dir: Path | None = None
+) -> dict[str, Any]:
+    """Run ``probe.evaluators`` on the frozen encoder of ``checkpoint``; write ``probe.json``.
+
+    Returns the result (also the JSON): ``metrics[evaluator]``, the linear probe's ``top1`` /
+    ``top5`` at the top level, ``epoch``, ``protocol``, video counts, ``seconds``.
+    """
+    t0 = time.perf_counter()
+    ckpt = resolve_checkpoint(cfg, checkpoint)
+    p, evaluators = cfg.probe, tuple(cfg.probe.evaluators)
+    probe = _setup(cfg, ckpt, out_dir or default_out_dir(cfg, ckpt))
+    cached_linear = "linear" in evaluators and p.mode == "cached"
+    train_index = build_video_index(cfg.data, "train")
+    test_index = build_video_index(cfg.data, "test")
+    num_classes = len(train_index.classes)
+    t1 = time.perf_counter()
+    train = None
+    if cached_linear or {"knn", "retrieval"} & set(evaluators):
+        copies = p.train_augment if cached_linear else 0
+        train = probe.extract(train_index, p.train_clips, 1, copies)
+    test = probe.extract(test_index, p.test_clips, p.test_crops, 0)
+    t2 = time.perf_counter()
+    metrics: dict[str, dict[str, float]] = {}
+    if train is not None:
+        on_cache = tuple(e for e in evaluators if e != "linear" or cached_linear)
+        settings = LinearSettings(
+            p.classifier, p.feature_norm, p.epochs, p.lr, p.weight_decay, p.sgd_batch_size, cfg.seed
+        )
+        metrics = evaluate_cached(
+            train, test, num_classes, on_cache, settings, p.knn_k, p.knn_temperature
+        )
+    if "linear" in evaluators and p.mode == "online":
+        head = probe.online_head(train_index, num_classes)
+        readable = test.readable()
+        metrics["linear"] = topk_accuracy(video_scores(head, readable), readable.labels)
+    t3 = time.perf_counter()
+    result = {
+        "checkpoint": str(ckpt) if ckpt else "random",
+        "epoch": checkpoint_epoch(ckpt),
+        **metrics.get("linear", {}),
+        "metrics": {e: metrics[e] for e in evaluators},
+        "protocol": _protocol(probe),
+        "num_train_videos": len(train_index) if train is None else int(train.valid.sum()),
+        "num_test_videos": int(test.valid.sum()),
+        "unreadable_videos": int((~test.valid).sum())
+        + (0 if train is None else int((~train.valid).sum())),
+        "config_hash": config_hash(cfg),
+        "seconds": {
+            "features": round(t2 - t1, 2),
+            "fit": round(t3 - t2, 2),
+            "total": round(time.perf_counter() - t0, 2),
+        },
+    }
+    if rank() == 0:
+        probe.out.mkdir(parents=True, exist_ok=True)
+        (probe.out / "probe.json").write_text(json.dumps(result, indent=2))
+        log.info("probe results written to %s", probe.out / "probe.json")
     return result
 
 
-def format_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
-    """A small Markdown table of probe results: encoder, top-1, top-5, videos."""
-    lines = ["| encoder | top-1 | top-5 | train / test videos |", "|---|---|---|---|"]
-    for name, r in rows:
-        lines.append(
-            f"| {name} | {r['top1']:.1f} | {r['top5']:.1f} | "
-            f"{r['num_train_videos']} / {r['num_test_videos']} |"
-        )
-    return "\n".join(lines)
+def run_probes(
+    cfg: ExperimentConfig, specs: list[str], out_dir: Path | None = None
+) -> list[Row]:
+    """:func:`run_probe` for each checkpoint spec (``random``, ``last`` or a path) with the
+    same protocol; with ``out_dir`` and several specs each writes ``out_dir/<label>/``."""
+    rows = []
+    for spec in specs:
+        label = checkpoint_label(resolve_checkpoint(cfg, spec))
+        out = out_dir
+        if out_dir is not None and len(specs) > 1:
+            out = out_dir / label.replace("/", "_").replace(" ", "_")
+        rows.append((label, run_probe(cfg, spec, out)))
+    return rows

@@ -4,6 +4,11 @@ Uint8 clips arrive from the loader; :meth:`on_after_batch_transfer` augments the
 (the GPU when there is one), batched, each view with its own recipe and each clip with
 parameters drawn from its own seed; :meth:`training_step` hands the views to the objective's
 :meth:`~ssvrl.objectives.base.Objective.run` (its forward plus the add-ons set in YAML).
+
+With an :class:`~ssvrl.engine.online_probe.OnlineProbe`, a linear head on the detached anchor
+features is trained in the same step (its cross-entropy added to the returned loss, its own
+parameter group, its gradients kept out of gradient clipping) and ``validation_step``
+classifies the test split; without one the module is exactly the pretraining module.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from torch import nn
 
 from ssvrl.augment import MultiViewAugment
 from ssvrl.config.schema import OptimConfig
+from ssvrl.engine.online_probe import GROUP, OnlineProbe
 from ssvrl.engine.optim import build_optimizer, param_groups, warmup_cosine
 from ssvrl.objectives.addons import resolve_layer
 from ssvrl.objectives.base import Objective
@@ -23,11 +29,17 @@ from ssvrl.objectives.base import Objective
 
 class PretrainModule(pl.LightningModule):
     def __init__(
-        self, backbone: nn.Module, objective: Objective, optim: OptimConfig, global_batch_size: int
+        self,
+        backbone: nn.Module,
+        objective: Objective,
+        optim: OptimConfig,
+        global_batch_size: int,
+        online_probe: OnlineProbe | None = None,
     ) -> None:
         super().__init__()
         self.backbone = backbone
         self.objective = objective
+        self.online_probe = online_probe
         self.optim_cfg = optim
         self.global_batch_size = global_batch_size
         self.augment = MultiViewAugment(objective.views())
@@ -65,7 +77,36 @@ class PretrainModule(pl.LightningModule):
         self.log("train/loss", out.loss.detach(), prog_bar=True, batch_size=B, sync_dist=False)
         for key, value in out.logs.items():
             self.log(f"train/{key}", value, batch_size=B)
-        return out.loss
+        if self.online_probe is None:
+            return out.loss
+        probe = self.online_probe
+        feats = probe.features(self.backbone, batch["views"], out.features, B)  # (B, D)
+        probe_loss, top1 = probe.train_terms(feats, batch["label"])
+        # Epoch means over every rank (Lightning syncs the weighted sums once, at epoch end).
+        kw: dict[str, Any] = dict(on_step=False, on_epoch=True, batch_size=B, sync_dist=True)
+        self.log("train/online_loss", probe_loss.detach(), **kw)
+        self.log("train/online_top1", top1, **kw)
+        return out.loss + probe_loss  # the head's graph is disjoint from the backbone's
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """The online probe on test videos (backbone in eval mode: no BN statistics change)."""
+        if self.online_probe is not None:
+            self.online_probe.eval_batch(self.backbone, batch)
+
+    def on_validation_epoch_start(self) -> None:
+        if self.online_probe is not None:
+            self.online_probe.reset_counts()
+
+    def on_validation_epoch_end(self) -> None:
+        if self.online_probe is None:
+            return
+        # Counts are summed over ranks; each test video sits on exactly one rank (the val
+        # sampler shards without padding), so none is counted twice.
+        top1, videos = self.online_probe.result(
+            lambda t: self.trainer.strategy.reduce(t, reduce_op="sum")
+        )
+        self.log("val/online_top1", top1, sync_dist=False)
+        self.log("val/online_videos", float(videos), sync_dist=False)
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         total = max(int(self.trainer.estimated_stepping_batches), 1)
@@ -84,11 +125,35 @@ class PretrainModule(pl.LightningModule):
         if hook is not None:
             total = max(int(self.trainer.estimated_stepping_batches), 1)
             hook(optimizer, min(self.global_step / total, 1.0), self.current_epoch)
+            if self.online_probe is not None:  # the objective's schedules are not the head's
+                for group in optimizer.param_groups:
+                    if group.get("name") == GROUP:
+                        group["weight_decay"] = self.online_probe.weight_decay
+
+    def configure_gradient_clipping(
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        """Clip as configured, with the online head's gradients held aside: the clipping
+        factor, hence the backbone's update, is the one the run would have without the probe."""
+        head = [] if self.online_probe is None else list(self.online_probe.parameters())
+        held = [p.grad for p in head]
+        for p in head:
+            p.grad = None  # clip_grad_norm_ / clip_grad_value_ skip parameters without grad
+        try:
+            self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        finally:
+            for p, g in zip(head, held, strict=True):
+                p.grad = g
 
     def configure_optimizers(self) -> Any:
         c = self.optim_cfg
         lr = c.lr * self.global_batch_size / 256 if c.lr_scaling == "linear" else c.lr
         groups = param_groups([self.backbone, self.objective], c.weight_decay)
+        if self.online_probe is not None:  # own lr and weight decay, same schedule (solo-learn)
+            groups.append(self.online_probe.param_group())
         opt = build_optimizer(c.name, groups, lr, c.momentum)
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         per_epoch = total / max(self.trainer.max_epochs or 1, 1)

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from ssvrl.losses.precision import check_temperature, float32_math
+
 
 def view_pairs(teacher: Sequence[str], student: Sequence[str]) -> list[tuple[int, int]]:
     """``(teacher index, student index)`` for every student view and every teacher view that
@@ -29,7 +31,9 @@ def view_pairs(teacher: Sequence[str], student: Sequence[str]) -> list[tuple[int
 
 def teacher_probs(teacher: torch.Tensor, center: torch.Tensor, temperature: float) -> torch.Tensor:
     """``softmax((teacher - center) / temperature)`` over the last dim, float32, no grad."""
-    return F.softmax((teacher.detach().float() - center.float()) / temperature, dim=-1)
+    check_temperature(temperature, "teacher_temp")
+    with float32_math(teacher):
+        return F.softmax((teacher.detach().float() - center.float()) / temperature, dim=-1)
 
 
 def dino_loss(
@@ -50,8 +54,10 @@ def dino_loss(
     """
     if student.shape[1:] != teacher.shape[1:]:
         raise ValueError(f"student {tuple(student.shape)} and teacher {tuple(teacher.shape)}")
+    check_temperature(student_temp, "student_temp")
     q = teacher_probs(teacher, center, teacher_temp)  # (Vt, B, K)
-    log_p = F.log_softmax(student.float() / student_temp, dim=-1)  # (Vs, B, K)
-    # One pair at a time: a (B, K) temporary instead of (pairs, B, K) (K is 65536 in DINO).
-    total = sum(-(q[i] * log_p[j]).sum(dim=-1).mean() for i, j in pairs)
+    with float32_math(student):  # log-probabilities in float32 under any autocast
+        log_p = F.log_softmax(student.float() / student_temp, dim=-1)  # (Vs, B, K)
+        # One pair at a time: a (B, K) temporary instead of (pairs, B, K) (K is 65536 in DINO).
+        total = sum(-(q[i] * log_p[j]).sum(dim=-1).mean() for i, j in pairs)
     return total / len(pairs)  # type: ignore[return-value]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ssvrl.losses.precision import MASKED_LOGIT, check_temperature, float32_math, unit_rows
 from ssvrl.utils.dist import gather_no_grad, gather_with_grad, rank
 
 
@@ -39,11 +40,16 @@ def info_nce(
         raise ValueError(
             f"z1 and z2 must have the same shape, got {tuple(z1.shape)} and {tuple(z2.shape)}"
         )
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    B = z1.shape[0]
-    # Similarities in float32 even under bf16/fp16 autocast: logits of 1/tau = 10 need the range.
-    n1, n2 = F.normalize(z1.float(), dim=1), F.normalize(z2.float(), dim=1)  # (B, D) each
+    check_temperature(temperature)
+    with float32_math(z1):  # similarities, masks and softmax in float32 under any autocast
+        return _info_nce(unit_rows(z1, dim=1), unit_rows(z2, dim=1), temperature, video_ids)
+
+
+def _info_nce(
+    n1: torch.Tensor, n2: torch.Tensor, temperature: float, video_ids: torch.Tensor | None
+) -> torch.Tensor:
+    """:func:`info_nce` on unit float32 rows ``n1``, ``n2`` (B, D)."""
+    B = n1.shape[0]
     z = torch.cat([n1, n2])  # (2B, D) local anchors, view-major
     zg1, zg2 = gather_with_grad(n1), gather_with_grad(n2)  # (P*B, D) each
     cand = torch.cat([zg1, zg2])  # (2PB, D) candidates, view-major
@@ -52,9 +58,10 @@ def info_nce(
     local = torch.arange(B, device=z.device) + rank() * B  # this rank's rows inside a view block
     self_idx = torch.cat([local, local + PB])  # (2B,) where each anchor meets itself
     pos_idx = torch.cat([local + PB, local])  # (2B,) its other view
-    # Mask self-similarity with a large finite negative (not -inf: a row of -inf gives NaN grads).
+    # Self-similarity masked with a large finite negative (-inf would give NaN gradients).
     rows = torch.arange(2 * B, device=z.device)
-    logits = logits.index_put((rows, self_idx), torch.tensor(-1e9, device=z.device))
+    mask = torch.zeros_like(logits, dtype=torch.bool)
+    mask[rows, self_idx] = True
     if video_ids is not None:
         ids = video_ids.to(z.device).long().view(-1)  # (B,)
         if ids.shape[0] != B:
@@ -62,5 +69,5 @@ def info_nce(
         cand_ids = gather_no_grad(ids).repeat(2)  # (2PB,) view-major like cand
         same = ids.repeat(2)[:, None] == cand_ids[None, :]  # (2B, 2PB)
         same[rows, pos_idx] = False  # the positive stays
-        logits = logits.masked_fill(same, -1e9)
-    return F.cross_entropy(logits, pos_idx)
+        mask |= same
+    return F.cross_entropy(logits.masked_fill(mask, MASKED_LOGIT), pos_idx)

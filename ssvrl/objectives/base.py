@@ -43,7 +43,7 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar
 
 import torch
@@ -53,6 +53,7 @@ from ssvrl.augment import AUX_SEP, AugmentConfig, MotionUse, ViewMotion
 from ssvrl.config.errors import ConfigError
 from ssvrl.data.multiview_sampling import MultiViewSampler, ViewTiming
 from ssvrl.data.sampling import ClipSampler, RandomClipSampler, TemporalView
+from ssvrl.losses.precision import check_temperature
 from ssvrl.objectives.addons import AddonsConfig, MotionAlignment
 from ssvrl.registry import Registry
 
@@ -85,7 +86,21 @@ class ObjectiveConfig:
 
 def _finish(cfg: ObjectiveConfig) -> None:
     object.__setattr__(cfg, "view_motion", tuple(cfg.view_motion))  # a YAML list -> tuple
+    _check_temperatures(cfg)
     check_composition(cfg)
+
+
+def _check_temperatures(cfg: ObjectiveConfig) -> None:
+    """Every softmax temperature field (``temperature``, ``*_temperature``, ``*_temp``) is a
+    number >= ``MIN_TEMPERATURE``, checked at config time (see :mod:`ssvrl.losses.precision`)."""
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        named = f.name == "temperature" or f.name.endswith(("_temperature", "_temp"))
+        if named and isinstance(value, (int, float)) and not isinstance(value, bool):
+            try:
+                check_temperature(value, f"objective.{f.name}")
+            except ValueError as err:
+                raise ConfigError(str(err), key=f"objective.{f.name}") from None
 
 
 def _then_check(post_init: Callable[[Any], None]) -> Callable[[Any], None]:
@@ -178,11 +193,17 @@ class ObjectiveOutput:
             call of the step (CVRL/SimCLR: ``clip1`` of the concatenated pass; MoCo: the
             query). Add-ons that explain the positive (MCL's motion alignment, Grad-CAM of the
             positive logit) differentiate it; None when the objective has no positive pair.
+        features: ``(B, D)`` backbone output (``encoder(x)``, before any projection head) of
+            the same anchors, rows ``0..B-1`` of the first encoder call, one row per sample of
+            the batch; with or without grad (the engine detaches it). The online probe
+            (:mod:`ssvrl.engine.online_probe`) trains on it; None (e.g. an out-of-tree
+            objective) makes the engine run one extra no-grad forward of the anchor view.
     """
 
     loss: torch.Tensor
     logs: dict[str, torch.Tensor] = field(default_factory=dict)
     positive_logits: torch.Tensor | None = None
+    features: torch.Tensor | None = None
 
 
 class Objective(nn.Module):
@@ -244,7 +265,7 @@ class Objective(nn.Module):
         terms = align(cap.activation, out.positive_logits, views[motion_key])
         logs = {**out.logs, "contrastive_loss": out.loss.detach()}
         logs.update({k: v.detach() for k, v in terms.items()})
-        return ObjectiveOutput(out.loss + terms["align_loss"], logs, out.positive_logits)
+        return replace(out, loss=out.loss + terms["align_loss"], logs=logs)
 
     def align_view(self) -> str:
         """The view whose motion map motion alignment uses (config, else the anchor)."""

@@ -46,10 +46,11 @@ def clip_pair_nce(
     ``clip1`` (the anchors of ``positive_logits``). ``video_ids`` mask repeated samples of one
     video out of the negatives (``data.repeats > 1``)."""
     B = views["clip1"].shape[0]
-    z = head(encoder(torch.cat([views["clip1"], views["clip2"]])))  # (2B, proj_dim)
+    h = encoder(torch.cat([views["clip1"], views["clip2"]]))  # (2B, D)
+    z = head(h)  # (2B, proj_dim)
     loss = info_nce(z[:B], z[B:], temperature, video_ids=video_ids)
     n = F.normalize(z.float(), dim=1)  # (2B, proj_dim)
     positive = (n[:B] * n[B:]).sum(dim=1) / temperature  # (B,) logit of Eq. 1, with grad
     with torch.no_grad():
         std = n.std(dim=0).mean()
-    return ObjectiveOutput(loss, {"embedding_std": std}, positive_logits=positive)
+    return ObjectiveOutput(loss, {"embedding_std": std}, positive_logits=positive, features=h[:B])

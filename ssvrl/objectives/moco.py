@@ -40,6 +40,7 @@ from torch import nn
 
 from ssvrl.augment import AugmentConfig, AugmentOverride, apply_override
 from ssvrl.heads.mlp import mlp_head
+from ssvrl.losses.precision import float32_math
 from ssvrl.objectives.base import OBJECTIVES, Objective, ObjectiveConfig, ObjectiveOutput, ViewSpec
 from ssvrl.objectives.momentum import MomentumCopy, ema_, shuffled_forward
 from ssvrl.utils.dist import gather_no_grad
@@ -83,9 +84,11 @@ def moco_logits(
     ``q`` (B, D), ``k`` (B, D) unit rows (row i of k is the positive of row i of q), ``queue``
     (K, D) unit rows.
     """
-    pos = (q * k).sum(dim=1, keepdim=True)  # (B, 1)
-    neg = q @ queue.T  # (B, K)
-    return torch.cat([pos, neg], dim=1) / temperature  # (B, 1 + K)
+    with float32_math(q):  # float32 logits under any autocast (ssvrl.losses.precision)
+        q, k, queue = q.float(), k.float(), queue.float()
+        pos = (q * k).sum(dim=1, keepdim=True)  # (B, 1)
+        neg = q @ queue.T  # (B, K)
+        return torch.cat([pos, neg], dim=1) / temperature  # (B, 1 + K)
 
 
 @OBJECTIVES.register("moco")
@@ -128,7 +131,11 @@ class MoCo(Objective):
 
     def query(self, encoder: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """``(B, D)`` unit queries, with grad; float32 even under autocast."""
-        return F.normalize(self.head(encoder(x)).float(), dim=1)
+        return self.project(encoder(x))
+
+    def project(self, feats: torch.Tensor) -> torch.Tensor:
+        """``(B, D_enc)`` encoder features -> ``(B, D)`` unit queries (the query head)."""
+        return F.normalize(self.head(feats).float(), dim=1)
 
     @torch.no_grad()
     def key(self, encoder: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -141,7 +148,8 @@ class MoCo(Objective):
         c = self.cfg
         x1, x2 = views["clip1"], views["clip2"]
         self.key_encoder.get(encoder)  # first call: the key encoder starts as the encoder
-        q1 = self.query(encoder, x1)  # (B, D): the first encoder call, rows = the anchors
+        f1 = encoder(x1)  # (B, D_enc): the first encoder call, rows = the anchors
+        q1 = self.project(f1)  # (B, D)
         k2 = self.key(encoder, x2)  # (B, D)
         queue = self.queue.detach()  # (K, D) as before this step, for both directions
         logits = moco_logits(q1, k2, queue, c.temperature)  # (B, 1 + K)
@@ -161,7 +169,10 @@ class MoCo(Objective):
             acc = (stacked.argmax(dim=1) == 0).float().mean()  # (1+K)-way top-1
             std = q1.std(dim=0).mean()
         return ObjectiveOutput(
-            loss, {"contrast_acc": acc, "embedding_std": std}, positive_logits=logits[:, 0]
+            loss,
+            {"contrast_acc": acc, "embedding_std": std},
+            positive_logits=logits[:, 0],
+            features=f1,
         )
 
     @torch.no_grad()

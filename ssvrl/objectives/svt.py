@@ -235,7 +235,11 @@ class SVT(Objective):
         self._pending_center = t_out.mean(dim=(0, 1)).detach()  # (K,), applied in the hook
         logs = self._collapse_stats(loss, t_out, feats, tau_t, B)
         # KL form: the same gradients (the teacher's entropy is a constant for the student).
-        return ObjectiveOutput(loss - self._pair_entropy, {**logs, "dino_ce": loss.detach()})
+        return ObjectiveOutput(
+            loss - self._pair_entropy,
+            {**logs, "dino_ce": loss.detach()},
+            features=feats[:B],  # (B, D): the first student view, rows 0..B-1 of the first call
+        )
 
     @torch.no_grad()
     def _collapse_stats(

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssvrl.augment import AugmentConfig, AugmentOverride, apply_override
+from ssvrl.backbones.base import VideoBackbone
 from ssvrl.data.sampling import ClipSampler
 from ssvrl.data.teg_sampling import (
     SharedClipSampler,
@@ -47,6 +48,7 @@ from ssvrl.data.teg_sampling import (
 )
 from ssvrl.heads.mlp import mlp_head
 from ssvrl.losses.info_nce import info_nce
+from ssvrl.losses.precision import cosine_logits
 from ssvrl.objectives.base import OBJECTIVES, Objective, ObjectiveConfig, ObjectiveOutput, ViewSpec
 from ssvrl.utils.dist import gather_no_grad, gather_with_grad, rank
 
@@ -118,7 +120,7 @@ def fine_grained_nce(
     Tl = long.shape[1]
     anchors = F.normalize(short.float(), dim=-1).reshape(B * Ts, E)  # (B*Ts, E)
     cand = gather_with_grad(F.normalize(long.float(), dim=-1))  # (P*B, Tl, E)
-    logits = anchors @ cand.reshape(-1, E).T / temperature  # (B*Ts, P*B*Tl)
+    logits = cosine_logits(anchors, cand.reshape(-1, E), temperature)  # (B*Ts, P*B*Tl) fp32
     device = anchors.device
     own = (torch.arange(B, device=device) + rank() * B).repeat_interleave(Ts)  # (B*Ts,) row
     target = own * Tl + match.to(device).long().reshape(-1)  # (B*Ts,)
@@ -237,4 +239,8 @@ class TEG(Objective):
             "loss_persistent": persistent.detach(),
             "embedding_std": std,
         }
-        return ObjectiveOutput(loss, logs, positive_logits=pos)
+        # encoder(long) is h_long's time mean only for global-average-pool backbones (not a
+        # ViT's CLS token); others leave the features to the engine's extra forward.
+        pooled = type(encoder).forward is VideoBackbone.forward
+        feats = h_long.mean(dim=2) if pooled else None  # (B, D)
+        return ObjectiveOutput(loss, logs, positive_logits=pos, features=feats)
