@@ -1,7 +1,7 @@
 """``ssvrl`` / ``python -m ssvrl``: quickstart, fit, probe, sweep, data synth/check/prepare.
 
 Exit codes: 0 success; 2 bad usage or config (the message names the key or file); 1 a failure
-during the run.
+during the run; 143 ``fit`` stopped by SIGTERM after writing its checkpoint (resumable).
 """
 
 from __future__ import annotations
@@ -29,9 +29,21 @@ def load_experiment(path: str | None, overrides: Sequence[str]):  # -> Experimen
 
 def cmd_fit(args: argparse.Namespace) -> int:
     cfg = load_experiment(args.config, args.overrides)  # config errors before heavy imports
+    if args.force_resume and not args.resume:
+        raise ConfigError("--force-resume needs --resume PATH|auto")
     from ssvrl.engine.build import fit
+    from ssvrl.engine.preemption import EXIT_PREEMPTED, Preempted, resume_command
+    from ssvrl.engine.resume import resolve_resume
+    from ssvrl.engine.run_dir import launch_rank
 
-    run_dir = fit(cfg)
+    ckpt = resolve_resume(cfg, args.resume) if args.resume else None
+    try:
+        run_dir = fit(cfg, ckpt, force_resume=args.force_resume)
+    except Preempted as stop:
+        if launch_rank(cfg.trainer.devices) == 0:
+            again = resume_command(args.config, args.overrides, stop.checkpoint)
+            print(f"ssvrl: {stop}; to resume: {again}", file=sys.stderr)
+        return EXIT_PREEMPTED
     print(f"run folder: {run_dir}")
     return 0
 
@@ -190,9 +202,14 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", default="lightning_logs/quickstart")
     q.add_argument("overrides", nargs="*", help="key=value overrides of the quickstart config")
     q.set_defaults(func=cmd_quickstart)
-    f = sub.add_parser("fit", help="pretrain: ssvrl fit CONFIG [key=value ...]")
+    f = sub.add_parser("fit", help="pretrain: ssvrl fit CONFIG [key=value ...] [--resume ...]")
     f.add_argument("config")
     f.add_argument("overrides", nargs="*")
+    f.add_argument("--resume", default=None, metavar="PATH|auto",
+                   help="continue a run exactly from a checkpoint; auto: the newest "
+                   "<out_dir>/<name>/version_*/checkpoints/last.ckpt")
+    f.add_argument("--force-resume", action="store_true",
+                   help="resume even when the config changed in keys that change results")
     f.set_defaults(func=cmd_fit)
     pr = sub.add_parser(
         "probe", help="linear probe, kNN, retrieval: ssvrl probe CONFIG [--checkpoints A B ...]"

@@ -136,7 +136,7 @@ def fame_merge(x: Tensor, mask: Tensor, partners: Tensor) -> Tensor:
 
     ``x``: (B, C, T, H, W); ``mask``: bool (B, 1, 1 or T, H, W); ``partners``: (B,) int64.
     """
-    donors = x.index_select(0, partners.to(x.device))  # (B, C, T, H, W)
+    donors = x.index_select(0, partners.to(x.device, non_blocking=True))  # (B, C, T, H, W)
     return torch.where(mask.to(x.device), x, donors)
 
 

@@ -37,7 +37,7 @@ def box_density(motion: Tensor, crops: Tensor) -> Tensor:
     B, H, W = motion.shape
     ii = torch.zeros(B, H + 1, W + 1, device=motion.device, dtype=torch.float64)
     ii[:, 1:, 1:] = motion.double().cumsum(1).cumsum(2)  # integral image
-    c = crops.to(motion.device, torch.float64)
+    c = crops.to(motion.device, torch.float64, non_blocking=True)
     y0 = (c[..., 0] * H).round().long().clamp(0, H - 1)  # (B, K)
     x0 = (c[..., 1] * W).round().long().clamp(0, W - 1)
     y1 = torch.maximum((c[..., 0] + c[..., 2]) * H, y0 + 1.0).round().long().clamp(max=H)

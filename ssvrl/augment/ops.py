@@ -9,6 +9,11 @@ Conventions: values in [0, 1]; per-clip factors are (B,) tensors on any device (
 input's device here); float64 is computed in float64, every other dtype in float32 (float16 /
 bfloat16 inputs come back as float32). No loop over clips or frames: geometry is one
 ``grid_sample`` with T folded into channels, colour ops broadcast factors as (B, 1, 1, 1, 1).
+
+Host-to-device copies (per-clip factors, crop maps, indices, constants) use ``non_blocking``:
+a blocking copy to a CUDA device synchronises the stream each time, while CUDA stages a
+non-blocking copy from pageable host memory at once, so the source may be freed (PyTorch's
+"good usage of non_blocking and pin_memory()" tutorial: safe from CPU to GPU).
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ def _work(x: Tensor) -> Tensor:
 
 def _per_clip(v: Tensor, x: Tensor) -> Tensor:
     """(B,) per-clip values -> (B, 1, 1, 1, 1) on x's device and dtype, for broadcasting."""
-    return v.to(device=x.device, dtype=x.dtype).view(-1, 1, 1, 1, 1)
+    return v.to(device=x.device, dtype=x.dtype, non_blocking=True).view(-1, 1, 1, 1, 1)
 
 
 def crop_theta(crop: Tensor, flip: Tensor) -> Tensor:
@@ -60,7 +65,7 @@ def apply_geometry(x: Tensor, params: ClipParams, size: int, mode: str = "biline
     """
     x = _work(x)
     B, C, T, H, W = x.shape
-    theta = crop_theta(params.crop, params.flip).to(device=x.device, dtype=x.dtype)
+    theta = crop_theta(params.crop, params.flip).to(x.device, x.dtype, non_blocking=True)
     grid = F.affine_grid(theta, [B, C * T, size, size], align_corners=False)  # (B, S, S, 2)
     folded = x.reshape(B, C * T, H, W)  # (B, C*T, H, W)
     out = F.grid_sample(folded, grid, mode=mode, padding_mode="border", align_corners=False)
@@ -74,7 +79,7 @@ def _fresh(x: Tensor) -> Tensor:
 
 def _luma(x: Tensor) -> Tensor:
     """The (3,) luma weights on x's device and dtype."""
-    return torch.tensor(LUMA, device=x.device, dtype=x.dtype)
+    return torch.tensor(LUMA, dtype=x.dtype).to(x.device, non_blocking=True)
 
 
 def rgb_to_gray(x: Tensor) -> Tensor:
@@ -128,7 +133,8 @@ def _hue_(x: Tensor, shift: Tensor) -> Tensor:
     in_gb = torch.where(g == value, (b - r).add_(delta, alpha=2), (r - g).add_(delta, alpha=4))
     h6 = torch.where(r == value, g - b, in_gb).div_(delta).nan_to_num_(0.0)  # grey: 0/0 -> 0
     h6.add_(_per_clip(shift, x), alpha=6)
-    n = torch.tensor([5.0, 3.0, 1.0], device=x.device, dtype=x.dtype).view(1, 3, 1, 1, 1)
+    n = torch.tensor([5.0, 3.0, 1.0], dtype=x.dtype).to(x.device, non_blocking=True)
+    n = n.view(1, 3, 1, 1, 1)
     k = torch.add(n, h6).remainder_(6.0)  # (B, 3, T, H, W)
     weight = k.sub_(2.0).abs_().sub_(1.0).clamp_(0, 1)
     return torch.addcmul(low, delta, weight, out=x).clamp_(0, 1)
@@ -183,7 +189,7 @@ def gaussian_blur(x: Tensor, sigma: Tensor) -> Tensor:
     Kernel size 2*ceil(3 sigma) + 1 (e.g. 13 taps at sigma = 2), see ``gaussian_kernels``.
     """
     B, C, T, H, W = x.shape
-    kernels = gaussian_kernels(sigma, H, W).to(device=x.device, dtype=x.dtype)  # (B, K)
+    kernels = gaussian_kernels(sigma, H, W).to(x.device, x.dtype, non_blocking=True)  # (B, K)
     r = (kernels.shape[1] - 1) // 2
     if r == 0:
         return x.clone()
@@ -220,7 +226,8 @@ def _apply_on(out: Tensor, mask: Tensor, op: Callable[..., Tensor], arg: Tensor 
         if result is not out:
             out.copy_(result)
         return
-    dev_idx, flat = idx.to(out.device), out.view(out.shape[0], -1)  # (B, C*T*H*W) view
+    dev_idx = idx.to(out.device, non_blocking=True)
+    flat = out.view(out.shape[0], -1)  # (B, C*T*H*W) view
     sub = flat.index_select(0, dev_idx).view(-1, *out.shape[1:])  # (n, C, T, H, W) copy
     flat.index_copy_(0, dev_idx, op(sub, *args).reshape(idx.numel(), -1))
 

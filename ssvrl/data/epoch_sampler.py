@@ -3,6 +3,13 @@
 Passing the epoch inside the key lets persistent DataLoader workers seed each sample from
 ``(seed, epoch, index)`` without being told about epochs. Lightning calls ``set_epoch`` on it at
 the start of every epoch (as it does for ``DistributedSampler``).
+
+Mid-epoch resume: :meth:`EpochSampler.resume` makes one epoch start after the first
+``consumed`` keys of its *global* order (the keys every rank together took before the
+checkpoint), so a resumed run continues with exactly the batches the uninterrupted run would
+have seen next. The skip is counted in global keys, not per-rank batches, so it means the same
+for any number of processes; the sampler runs in the main process, so DataLoader workers do
+not change it either.
 """
 
 from __future__ import annotations
@@ -17,7 +24,8 @@ class EpochSampler(Sampler[tuple[int, int]]):
     """Shuffled (or ordered) indices; rank ``r`` of ``P`` takes every P-th of the global order.
 
     With ``drop_last`` the global order is cut to a multiple of ``P`` (training); otherwise it is
-    padded by wrapping (every rank gets the same number of keys).
+    padded by wrapping (every rank gets the same number of keys). ``len`` is always the full
+    epoch's, also in a resumed epoch (Lightning counts the resumed batches from its checkpoint).
     """
 
     def __init__(
@@ -35,9 +43,18 @@ class EpochSampler(Sampler[tuple[int, int]]):
         self.size, self.shuffle, self.seed = size, shuffle, seed
         self.num_replicas, self.rank, self.drop_last = num_replicas, rank, drop_last
         self.epoch = 0
+        self.resume_epoch, self.consumed = -1, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def resume(self, epoch: int, consumed: int) -> None:
+        """Start at epoch ``epoch`` (``set_epoch``), after the first ``consumed`` keys of its
+        global order; other epochs are whole. ``consumed`` beyond the epoch: nothing left."""
+        if consumed < 0:
+            raise ValueError(f"consumed must be >= 0, got {consumed}")
+        self.set_epoch(epoch)
+        self.resume_epoch, self.consumed = epoch, consumed
 
     def __len__(self) -> int:
         if self.drop_last:
@@ -50,7 +67,11 @@ class EpochSampler(Sampler[tuple[int, int]]):
             order = torch.randperm(self.size, generator=g).tolist()
         else:
             order = list(range(self.size))
-        total = len(self) * self.num_replicas
+        P = self.num_replicas
+        total = len(self) * P
         order = (order * (total // self.size + 1))[:total]
-        for i in order[self.rank :: self.num_replicas]:
+        if self.epoch == self.resume_epoch and self.consumed:
+            order = order[self.consumed :]
+            order = order[: len(order) // P * P]  # equal shares when P changed since the save
+        for i in order[self.rank :: P]:
             yield (self.epoch, i)

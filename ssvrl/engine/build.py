@@ -23,9 +23,14 @@ from ssvrl.data.index_cache import load_cached_index
 from ssvrl.data.sampling import TemporalView
 from ssvrl.engine.batchnorm import sync_batchnorm
 from ssvrl.engine.callbacks import BadVideoSummary
+from ssvrl.engine.checkpoint_io import AtomicCheckpointIO
 from ssvrl.engine.module import PretrainModule
 from ssvrl.engine.online_probe import OnlineProbe, anchor_view
+from ssvrl.engine.preemption import Preempted, StopFlag, catch_sigterm
+from ssvrl.engine.resume import ResumeInfo, check_resume
+from ssvrl.engine.rng_state import RngState
 from ssvrl.engine.run_dir import SharedRunDir, launch_rank, placeholder_run_dir
+from ssvrl.engine.step_checkpoint import StepCheckpoint
 from ssvrl.objectives import OBJECTIVES, Objective
 
 log = logging.getLogger("ssvrl")
@@ -135,7 +140,11 @@ def decode_config(data: DataConfig) -> DecodeConfig:
 
 
 def build_encoder(cfg: ExperimentConfig) -> VideoBackbone:
-    kwargs = {"width": cfg.backbone.width} if cfg.backbone.width is not None else {}
+    """The backbone with ``backbone.options`` (checked at config load) as constructor
+    arguments; ``backbone.width`` is the older spelling of ``options.width`` for small3d."""
+    kwargs: dict[str, object] = dict(cfg.backbone.options)
+    if cfg.backbone.width is not None:
+        kwargs["width"] = cfg.backbone.width
     return build_backbone(cfg.backbone.name, cfg.backbone.weights, **kwargs)
 
 
@@ -164,6 +173,12 @@ def check_pretrain_config(cfg: ExperimentConfig) -> None:
         raise ConfigError(
             f"data.batch_size={data.batch_size} must be a multiple of data.repeats={data.repeats}"
             " (>= 1): a batch holds batch_size / repeats videos"
+        )
+    if cfg.trainer.checkpoint_every_n_steps < 0:
+        raise ConfigError(
+            f"trainer.checkpoint_every_n_steps={cfg.trainer.checkpoint_every_n_steps} must be "
+            ">= 0 (0: checkpoints at epoch ends only)",
+            key="trainer.checkpoint_every_n_steps",
         )
 
 
@@ -201,7 +216,15 @@ def build_pretrain(cfg: ExperimentConfig, run_dir: Path) -> PretrainParts:
             cfg, objective, backbone.num_features, len(index.classes), run_dir
         )
     world = cfg.trainer.devices * cfg.trainer.num_nodes
-    module = PretrainModule(backbone, objective, cfg.optim, cfg.data.batch_size * world, probe)
+    module = PretrainModule(
+        backbone,
+        objective,
+        cfg.optim,
+        cfg.data.batch_size * world,
+        probe,
+        max_nonfinite_steps=cfg.trainer.max_nonfinite_steps,
+        collapse_warn_std=cfg.trainer.collapse_warn_std,
+    )
     dataset = PretrainDataset(
         index, objective.clip_sampler(), decode_config(cfg.data), bad, cfg.seed
     )
@@ -225,6 +248,10 @@ def build_trainer(cfg: ExperimentConfig, run_dir: Path, bad: BadVideoLog) -> pl.
     # The module, not the datamodule, owns device transfer and augmentation (by design).
     hooks = "(on_after_batch_transfer|transfer_batch_to_device)"
     warnings.filterwarnings("ignore", message=f"You have overridden `{hooks}`")
+    # A resume goes into a new version_N on purpose, and its loader does resume mid-epoch
+    # (the datamodule's data position, ssvrl.data.datamodule), whatever Lightning assumes.
+    warnings.filterwarnings("ignore", message="The dirpath has changed from")
+    warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended")
     version = run_dir.name
     loggers = [
         TensorBoardLogger(cfg.out_dir, name=cfg.name, version=version, default_hp_metric=False),
@@ -238,10 +265,14 @@ def build_trainer(cfg: ExperimentConfig, run_dir: Path, bad: BadVideoLog) -> pl.
         filename="epoch{epoch:03d}",
         auto_insert_metric_name=False,
         save_on_train_epoch_end=True,  # as without validation, whatever the online probe does
+        enable_version_counter=False,  # overwrite last.ckpt (StepCheckpoint writes it too)
     )
+    # Exact resume and clean preemption (see each module): RngState before StepCheckpoint, so
+    # a checkpoint written at the first step after a resume holds the restored generators.
+    steps = StepCheckpoint(ckpt, t.checkpoint_every_n_steps, StopFlag())
     probe = cfg.online_probe
     validate = probe.enabled and probe.every_n_epochs > 0
-    return pl.Trainer(
+    trainer = pl.Trainer(
         default_root_dir=run_dir,
         max_epochs=t.max_epochs,
         max_steps=t.max_steps,
@@ -255,9 +286,10 @@ def build_trainer(cfg: ExperimentConfig, run_dir: Path, bad: BadVideoLog) -> pl.
         log_every_n_steps=t.log_every_n_steps,
         logger=loggers,
         callbacks=[
-            SharedRunDir(run_dir, bad), ckpt, LearningRateMonitor("step"),
-            BadVideoSummary(bad, run_dir),
+            SharedRunDir(run_dir, bad), RngState(), steps, ResumeInfo(cfg), ckpt,
+            LearningRateMonitor("step"), BadVideoSummary(bad, run_dir),
         ],
+        plugins=[AtomicCheckpointIO()],  # a kill mid-write never corrupts last.ckpt
         use_distributed_sampler=False,
         enable_progress_bar=t.progress_bar,
         deterministic=t.deterministic,
@@ -265,24 +297,45 @@ def build_trainer(cfg: ExperimentConfig, run_dir: Path, bad: BadVideoLog) -> pl.
         check_val_every_n_epoch=probe.every_n_epochs if validate else 1,
         limit_val_batches=None if validate else 0,
     )
+    StepCheckpoint.arm(trainer, steps.flag)  # SIGTERM: ssvrl.engine.preemption
+    return trainer
 
 
-def fit(cfg: ExperimentConfig, ckpt_path: str | None = None) -> Path:
+def fit(
+    cfg: ExperimentConfig, ckpt_path: str | Path | None = None, *, force_resume: bool = False
+) -> Path:
     """Pretrain as configured; returns the run folder (holding ``checkpoints/last.ckpt``).
 
-    ``ckpt_path``: resume from that checkpoint (Lightning restores model, optimizer, scheduler,
-    epoch) into a new ``version_N`` folder.
+    ``ckpt_path``: resume from that checkpoint into a new ``version_N`` folder, exactly where
+    it stopped (weights, teachers and queues, optimizer, schedules, RNG states and the position
+    in the epoch's data); refused with a ConfigError listing the changed keys when ``cfg``
+    differs from the checkpoint's in a way that changes results, unless ``force_resume``
+    (:mod:`ssvrl.engine.resume`).
+
+    Raises :class:`~ssvrl.engine.preemption.Preempted` after SIGTERM, once ``last.ckpt`` is
+    written at the next step boundary (``ssvrl.engine.step_checkpoint``).
     """
     check_pretrain_config(cfg)
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    run_dir = make_run_dir(cfg)
-    parts = build_pretrain(cfg, run_dir)
-    trainer = build_trainer(cfg, run_dir, parts.bad)
-    # weights_only: a resumed checkpoint is never unpickled beyond tensors and plain types.
-    trainer.fit(parts.module, datamodule=parts.datamodule, ckpt_path=ckpt_path, weights_only=True)
+    if ckpt_path is not None:
+        check_resume(cfg, Path(ckpt_path), force_resume)
+    with catch_sigterm(StopFlag()) as stop:  # a SIGTERM while building counts too
+        pl.seed_everything(cfg.seed, workers=True, verbose=False)
+        run_dir = make_run_dir(cfg)
+        parts = build_pretrain(cfg, run_dir)
+        trainer = build_trainer(cfg, run_dir, parts.bad)
+        StepCheckpoint.arm(trainer, stop)
+        if stop.requested:
+            raise Preempted(Path(ckpt_path) if ckpt_path else None, None, None)
+        # weights_only: a resumed checkpoint is never unpickled beyond tensors and plain types.
+        trainer.fit(
+            parts.module,
+            datamodule=parts.datamodule,
+            ckpt_path=None if ckpt_path is None else str(ckpt_path),
+            weights_only=True,
+        )
     run_dir = SharedRunDir.of(trainer, run_dir)  # rank 0's folder on every rank
     n_bad = parts.bad.count()
-    if n_bad:
+    if n_bad and trainer.is_global_zero:  # one summary line per run, not one per rank
         log.warning(
             "%d unreadable videos were skipped; list in %s", n_bad, run_dir / "bad_videos.json"
         )

@@ -17,7 +17,10 @@ class BadVideoSummary(pl.Callback):
         self.bad, self.run_dir = bad, run_dir
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        pl_module.log("data/bad_videos", float(self.bad.count()), rank_zero_only=True)
+        # Every rank reads the shared marker folder; the max over ranks is the most recent
+        # count (also what Lightning wants for epoch-level values under DDP: no warning).
+        count = float(self.bad.count())
+        pl_module.log("data/bad_videos", count, sync_dist=True, reduce_fx="max")
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.is_global_zero:

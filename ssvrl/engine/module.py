@@ -9,10 +9,17 @@ With an :class:`~ssvrl.engine.online_probe.OnlineProbe`, a linear head on the de
 features is trained in the same step (its cross-entropy added to the returned loss, its own
 parameter group, its gradients kept out of gradient clipping) and ``validation_step``
 classifies the test split; without one the module is exactly the pretraining module.
+
+Guards (issue #8): a step with a non-finite loss or gradients is skipped on every rank, its
+buffer changes undone, and the run stops after ``max_nonfinite_steps`` of them in a row
+(:mod:`ssvrl.engine.nonfinite`); the spread of the anchor embeddings is logged every step as
+``train/embed_std`` and a warning is logged once per epoch spent collapsed
+(:mod:`ssvrl.engine.collapse`).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytorch_lightning as pl
@@ -21,10 +28,14 @@ from torch import nn
 
 from ssvrl.augment import MultiViewAugment
 from ssvrl.config.schema import OptimConfig
+from ssvrl.engine.collapse import CollapseWatch
+from ssvrl.engine.nonfinite import BufferSnapshot, NonFiniteGuard, nonfinite_flags
 from ssvrl.engine.online_probe import GROUP, OnlineProbe
 from ssvrl.engine.optim import build_optimizer, param_groups, warmup_cosine
 from ssvrl.objectives.addons import resolve_layer
 from ssvrl.objectives.base import Objective
+
+log = logging.getLogger("ssvrl")
 
 
 class PretrainModule(pl.LightningModule):
@@ -35,7 +46,12 @@ class PretrainModule(pl.LightningModule):
         optim: OptimConfig,
         global_batch_size: int,
         online_probe: OnlineProbe | None = None,
+        max_nonfinite_steps: int = 5,
+        collapse_warn_std: float = 0.05,
     ) -> None:
+        """``max_nonfinite_steps``: stop after that many skipped non-finite steps in a row (0:
+        no guard); ``collapse_warn_std``: warn when ``train/embed_std`` stays below it for a
+        whole epoch (0: log only)."""
         super().__init__()
         self.backbone = backbone
         self.objective = objective
@@ -47,6 +63,11 @@ class PretrainModule(pl.LightningModule):
             teacher.requires_grad_(False)
         if objective.motion_align is not None:  # a wrong layer name fails now, not at step 1
             resolve_layer(backbone, objective.motion_align.cfg.layer)
+        self.guard = NonFiniteGuard(max_nonfinite_steps)
+        self.collapse = CollapseWatch(objective.cfg.name, collapse_warn_std)
+        self._snapshot = BufferSnapshot(self)
+        self._loss: torch.Tensor | None = None  # the step's loss, checked after backward
+        self._skipped = False  # this step's update was skipped by the guard
 
     def transfer_batch_to_device(
         self, batch: Any, device: torch.device, dataloader_idx: int
@@ -68,6 +89,14 @@ class PretrainModule(pl.LightningModule):
         return {**batch, "views": views}
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        self._skipped = False
+        if self.guard.enabled:  # buffers as before this forward, put back if the step is skipped
+            self._snapshot.take()
+        loss = self._training_loss(batch)
+        self._loss = loss.detach()
+        return loss
+
+    def _training_loss(self, batch: dict[str, Any]) -> torch.Tensor:
         # run = forward plus the YAML add-ons (MCL's motion alignment), see objectives.base.
         if self.objective.supports_repeats:
             out = self.objective.run(self.backbone, batch["views"], video_ids=batch["index"])
@@ -77,6 +106,9 @@ class PretrainModule(pl.LightningModule):
         self.log("train/loss", out.loss.detach(), prog_bar=True, batch_size=B, sync_dist=False)
         for key, value in out.logs.items():
             self.log(f"train/{key}", value, batch_size=B)
+        spread = self.collapse.observe(out.features)  # (B, D) anchors -> 0-d, on the device
+        if spread is not None:
+            self.log("train/embed_std", spread, batch_size=B)
         if self.online_probe is None:
             return out.loss
         probe = self.online_probe
@@ -109,8 +141,19 @@ class PretrainModule(pl.LightningModule):
         self.log("val/online_videos", float(videos), sync_dist=False)
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.guard.enabled:
+            # torch.full passes the host number as a kernel argument: no copy, no sync (a
+            # Python float given to self.log would become a blocking host-to-device copy).
+            skipped = torch.full((), float(self.guard.skipped), device=self.device)
+            self.log("train/skipped_steps", skipped, batch_size=1)
+        if self._skipped:  # no update happened: EMA teachers, queues and centres stay as well
+            return
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         self.objective.on_after_optimizer_step(self.backbone, min(self.global_step / total, 1.0))
+
+    def on_train_epoch_end(self) -> None:
+        # Every rank calls this (the watch all-reduces); one host read per epoch.
+        self.collapse.end_epoch(self.current_epoch)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Optional objective hook ``on_before_optimizer_step(optimizer, progress, epoch)``.
@@ -120,7 +163,15 @@ class PretrainModule(pl.LightningModule):
         DINO's weight-decay schedule) or drop gradients (DINO's last layer frozen in the first
         epoch). ``progress`` is the fraction of training steps done, as in
         ``on_after_optimizer_step``; ``epoch`` the current epoch (0-based).
+
+        First the non-finite guard (:mod:`ssvrl.engine.nonfinite`): on a skipped step every
+        gradient is dropped (the optimizer then changes nothing), the buffers are put back and
+        the objective's hooks are not called.
         """
+        if self.guard.enabled and self._loss is not None:
+            self._skipped = self._guard_step()
+            if self._skipped:
+                return
         hook = getattr(self.objective, "on_before_optimizer_step", None)
         if hook is not None:
             total = max(int(self.trainer.estimated_stepping_batches), 1)
@@ -129,6 +180,42 @@ class PretrainModule(pl.LightningModule):
                 for group in optimizer.param_groups:
                     if group.get("name") == GROUP:
                         group["weight_decay"] = self.online_probe.weight_decay
+
+    def _guard_step(self) -> bool:
+        """True when this step is skipped. Host syncs: one scalar per step (the reduced flags;
+        issue #10 keeps per-step syncs to this one), plus the scale on overflow steps."""
+        assert self._loss is not None
+        params = list(self.parameters())
+        flags = nonfinite_flags(self._loss, (p.grad for p in params if p.grad is not None))
+        self._loss = None
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+        scale = scaler.get_scale if scaler is not None else None
+        verdict = self.guard.decide(flags, params, self.global_step, scale)
+        if verdict != "skip":
+            return False
+        new = self._snapshot.restore()
+        if new and self.global_rank == 0:
+            log.warning(
+                "step %d skipped: %d buffers made during its forward (e.g. %s, a lazily made "
+                "teacher copy) keep what that forward wrote", self.global_step, len(new), new[0]
+            )  # fmt: skip
+        return True
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """The guard's counters and the collapse watch's epoch so far (plain numbers), so a
+        resumed run counts on from where it stopped."""
+        checkpoint["ssvrl_guards"] = {
+            "consecutive": self.guard.consecutive,
+            "skipped": self.guard.skipped,
+            "epoch_max_spread": self.collapse.epoch_max(),  # a host read, at saving only
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("ssvrl_guards")
+        if state:
+            self.guard.consecutive = int(state["consecutive"])
+            self.guard.skipped = int(state["skipped"])
+            self.collapse.resume(state["epoch_max_spread"])
 
     def configure_gradient_clipping(
         self,

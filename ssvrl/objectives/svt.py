@@ -26,10 +26,10 @@ that differ in spatial size AND in frame rate (SVT Sec. 3.1 "spatiotemporal view
 
 Collapse watch (DINO Sec. 5.3, Fig. 7: collapse shows as a teacher entropy at 0 or at ``log K``
 with the teacher-student KL at 0): logged every step are ``teacher_entropy`` (the teacher's
-mean entropy over ``log K``, in [0, 1]), ``teacher_student_kl`` (nats), ``embedding_std`` (std
-over the batch of l2-normalised student features of a global view, mean over dims; ~``1/sqrt(D)``
-when spread, 0 when collapsed); every ``collapse_check_every`` steps after the first 10 % of
-training they are read and a warning is logged once when they reach collapse levels.
+mean entropy over ``log K``, in [0, 1]) and ``teacher_student_kl`` (nats); every
+``collapse_check_every`` steps after the first 10 % of training they are read and a warning is
+logged once when they reach collapse levels. The spread of the features themselves is the
+engine's, for every objective (``train/embed_std``, :mod:`ssvrl.engine.collapse`).
 
 Departures: DINO clips gradients per parameter tensor (norm 3.0); the engine clips the total
 norm (set ``trainer.gradient_clip_val``). DINO's two global crops have different blur and
@@ -48,7 +48,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from timm.layers import DropPath
 from torch import nn
 
@@ -82,11 +81,10 @@ PAPER_VIEWS: tuple[ViewConfig, ...] = (
 counts and rates vary (2, 4, 8, 16 frames over about one second)."""
 
 # Collapse levels (DINO Fig. 7): KL(teacher || student) near 0 with the teacher entropy at 0
-# (one output dominates) or at log K (uniform); or the features' spread gone.
+# (one output dominates) or at log K (uniform). The features' spread: ssvrl.engine.collapse.
 COLLAPSE_KL = 0.01  # nats
 COLLAPSE_ENTROPY_LOW = 0.02  # fraction of log K
 COLLAPSE_ENTROPY_HIGH = 0.98
-COLLAPSE_STD = 0.05  # embedding_std * sqrt(D); ~1 for features spread over the sphere
 COLLAPSE_GRACE = 0.1  # no checks in the first 10 % of training (a fresh network looks collapsed)
 
 
@@ -109,7 +107,7 @@ class SVTConfig(ObjectiveConfig):
     momentum_end: float = 1.0  # ... and at the end (cosine)
     freeze_last_layer_epochs: int = 1
     weight_decay_end: float | None = 0.4  # cosine from optim.weight_decay; None: constant
-    collapse_check_every: int = 20  # steps between collapse checks (each reads 3 scalars)
+    collapse_check_every: int = 20  # steps between collapse checks (each reads 2 scalars)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "views", tuple(self.views))
@@ -233,7 +231,7 @@ class SVT(Objective):
         tau_t = teacher_temperature(c, self.progress)
         loss = dino_loss(student, t_out, self.center, self.pairs, c.student_temp, tau_t)
         self._pending_center = t_out.mean(dim=(0, 1)).detach()  # (K,), applied in the hook
-        logs = self._collapse_stats(loss, t_out, feats, tau_t, B)
+        logs = self._collapse_stats(loss, t_out, tau_t)
         # KL form: the same gradients (the teacher's entropy is a constant for the student).
         return ObjectiveOutput(
             loss - self._pair_entropy,
@@ -243,22 +241,17 @@ class SVT(Objective):
 
     @torch.no_grad()
     def _collapse_stats(
-        self, loss: torch.Tensor, t_out: torch.Tensor, feats: torch.Tensor, tau_t: float, B: int
+        self, loss: torch.Tensor, t_out: torch.Tensor, tau_t: float
     ) -> dict[str, torch.Tensor]:
-        """Teacher entropy (/ log K), KL(teacher || student) and embedding std (no host sync)."""
+        """Teacher entropy (/ log K) and KL(teacher || student) (no host sync)."""
         K = t_out.shape[-1]
         q = teacher_probs(t_out, self.center, tau_t)  # (Vt, B, K)
         entropy = -torch.xlogy(q, q).sum(dim=-1).mean(dim=1)  # (Vt,) nats
         per_pair = torch.stack([entropy[i] for i, _ in self.pairs]).mean()
         self._pair_entropy = per_pair
-        j = self.student_names.index(self.teacher_names[0])  # rows of a global view
-        z = F.normalize(feats[j * B : (j + 1) * B].detach().float(), dim=1)  # (B, D)
-        std = z.std(dim=0).mean() if B > 1 else z.new_zeros(())
         self._stats = {
             "teacher_entropy": entropy.mean() / math.log(K) if K > 1 else entropy.mean(),
             "teacher_student_kl": loss.detach() - per_pair,  # H(Pt, Ps) - H(Pt)
-            "embedding_std": std,
-            "embedding_std_scaled": std * math.sqrt(z.shape[1]),
         }
         return {**self._stats, "teacher_temp": torch.tensor(tau_t)}
 
@@ -313,21 +306,18 @@ class SVT(Objective):
                 found.append("one-output")
             elif s["teacher_entropy"] > COLLAPSE_ENTROPY_HIGH:
                 found.append("uniform")
-        if s["embedding_std_scaled"] < COLLAPSE_STD:
-            found.append("features")
         for kind in found:
             if kind not in self._warned:
                 self._warned.add(kind)
                 log.warning(
                     "SVT: %s collapse at progress %.2f (teacher entropy %.3f of log K, "
-                    "KL(teacher || student) %.4f nats, embedding std x sqrt(D) %.3f). "
+                    "KL(teacher || student) %.4f nats). "
                     "Try a lower teacher_temp, a higher momentum, a lower learning rate or "
                     "norm_last_layer: true (DINO Sec. 5.3).",
                     kind,
                     self.progress,
                     s["teacher_entropy"],
                     s["teacher_student_kl"],
-                    s["embedding_std_scaled"],
                 )
         return found
 

@@ -229,7 +229,7 @@ class TEG(Objective):
         temporal = getattr(encoder, "forward_temporal")  # noqa: B009  (nn.Module typing)
         h_long = temporal(long)  # (B, D, T'_L); the first encoder call: rows = long clips
         h_short = temporal(short)  # (B, D, T'_S)
-        match = table[pick].to(long.device)  # (B, T'_S)
+        match = table[pick].to(long.device, non_blocking=True)  # (B, T'_S), no stream sync
         fine, persistent, pos, g = self.losses(h_long, h_short, match, video_ids)
         loss = self.cfg.fine_weight * fine + self.cfg.persistent_weight * persistent
         with torch.no_grad():

@@ -5,6 +5,10 @@ segfault in one run cannot take the sweep down. The work itself is a :data:`RunF
 one: :func:`ssvrl.sweep.work.pretrain_and_probe`; tests pass stubs). This module owns the
 bookkeeping around it: ``status.json`` before and after, ``results.json``, ``error.txt``, and
 SIGTERM / Ctrl-C turning into an ``interrupted`` state instead of a failure.
+
+During pretraining ``fit`` takes SIGTERM over: it writes ``last.ckpt`` at the next step
+boundary and raises :class:`~ssvrl.engine.preemption.Preempted`, recorded here as
+``interrupted`` too, so the next sweep run resumes from that checkpoint exactly.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from types import FrameType
 from typing import Any
 
 from ssvrl.config.loader import save_config
+from ssvrl.engine.preemption import Preempted
 from ssvrl.sweep.configs import config_changes
 from ssvrl.sweep.plan import Plan
 from ssvrl.sweep.spec import SweepError
@@ -109,12 +114,14 @@ def execute_run(plan: Plan, index: int, run_fn: RunFn | None = None) -> int:
         with _stop_on_signals(stopped):
             results = dict(run_fn(ctx))
     except BaseException as err:  # noqa: BLE001  (the child reports every way a run can end)
-        interrupted = bool(stopped) or isinstance(err, KeyboardInterrupt)
+        interrupted = bool(stopped) or isinstance(err, KeyboardInterrupt | Preempted)
         state = "interrupted" if interrupted else "failed"
         tail = "".join(traceback.format_exception(err)).splitlines()[-ERROR_TAIL:]
         (folder / "error.txt").write_text("\n".join(tail) + "\n", encoding="utf-8")
         summary = f"{type(err).__name__}: {err}".strip().splitlines()[0][:300]
-        if stopped:  # Lightning turns the signal into SystemExit(1): name the signal instead
+        if isinstance(err, Preempted):  # "stopped by SIGTERM at step N ...; checkpoint ..."
+            summary = str(err)[:300]
+        elif stopped:  # Lightning turns the signal into SystemExit(1): name the signal instead
             summary = f"stopped by {signal.Signals(stopped[0]).name}"
         write_status(folder, state=state, end=now_iso(), end_ts=time.time(), error=summary)
         print(f"{run.name}: {state}: {summary}", file=sys.stderr)

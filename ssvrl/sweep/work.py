@@ -1,8 +1,9 @@
 """The real work of one sweep run: pretrain (resuming when it can), then probe the result.
 
 Resume: a run interrupted during pretraining continues from the newest ``last.ckpt`` of its
-``version_N/`` folders (``fit(..., ckpt_path=...)``, a new ``version_N+1/``); a run whose
-pretraining had finished (``pretrained`` in its status) goes straight to the probe.
+``version_N/`` folders (``fit(..., ckpt_path=...)``, a new ``version_N+1/``), exactly where it
+stopped (``ssvrl.engine.resume``: also mid-epoch, from a SIGTERM or step checkpoint); a run
+whose pretraining had finished (``pretrained`` in its status) goes straight to the probe.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ssvrl.engine.resume import latest_checkpoint
 from ssvrl.sweep.execute import RunContext
 
 __all__ = ["latest_checkpoint", "pretrain_and_probe", "pretrain_metrics", "probe_metrics"]
@@ -52,16 +54,6 @@ def pretrain_and_probe(ctx: RunContext) -> dict[str, Any]:
         metrics.update(probe_metrics(written if written is not None else returned))
         results["probe"] = str(out / "probe.json")
     return {"metrics": metrics, **results}
-
-
-def latest_checkpoint(folder: Path) -> Path | None:
-    """The ``last.ckpt`` of the highest-numbered ``version_N`` under ``folder`` that has one."""
-    versions = [p for p in folder.glob("version_*") if p.name.split("_", 1)[1].isdigit()]
-    for version in sorted(versions, key=lambda p: int(p.name.split("_", 1)[1]), reverse=True):
-        ckpt = version / "checkpoints" / "last.ckpt"
-        if ckpt.is_file():
-            return ckpt
-    return None
 
 
 def probe_metrics(result: Mapping[str, Any]) -> dict[str, float]:
