@@ -11,8 +11,8 @@ one extra callback appended to the trainer ``ssvrl.engine.build.build_trainer`` 
   the run while it is mid-epoch;
 - ``FAULT_KEEP=1``: copy every step checkpoint ``last.ckpt`` to ``step<N>.ckpt`` (rank 0);
 - ``FAULT_REFERENCE=NAME``: first run the same command uninterrupted with ``name=NAME`` (no
-  faults, FAULT_KEEP on), then the faulty one: a reference from the same processes, which
-  saves a separate ``torchrun`` launch;
+  faults, FAULT_KEEP on; with ``--resume PATH``, an uninterrupted resume), then the faulty
+  one: a reference from the same processes, which saves a separate ``torchrun`` launch;
 - ``FAULT_RESUME=1``: when the faulty run stopped on SIGTERM (exit code 143), resume it here
   without faults (``--resume auto``) and exit with that run's code;
 - ``FAULT_FORK_KILL=K``: first run the command in a forked child (it shares this process's
@@ -77,6 +77,13 @@ def _keeping(save: Any) -> Any:
     return keep
 
 
+def _named(argv: list[str], name: str) -> list[str]:
+    """``argv`` with the override ``name=NAME`` after the others (the last one wins), before
+    the options such as ``--resume PATH`` (argparse takes no overrides after them)."""
+    at = next((i for i, word in enumerate(argv) if word.startswith("--")), len(argv))
+    return [*argv[:at], f"name={name}", *argv[at:]]
+
+
 if __name__ == "__main__":
     build.build_trainer = _with_fault(build.build_trainer)  # type: ignore[assignment]
     StepCheckpoint.save = _keeping(StepCheckpoint.save)  # type: ignore[method-assign]
@@ -94,7 +101,7 @@ if __name__ == "__main__":
     reference = os.environ.get("FAULT_REFERENCE")
     if reference:
         ARMED["on"] = False
-        code = main([*argv, f"name={reference}"])
+        code = main(_named(argv, reference))
         if code:
             sys.exit(code)
         ARMED["on"] = True

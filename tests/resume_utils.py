@@ -3,6 +3,7 @@ objective, runs in this process or in a subprocess, and a bitwise comparison of 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -176,3 +177,44 @@ def terminate_when_marked(cmd: list[str], env: dict[str, str], marker: Path,
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def kill_all_when_marked(cmd: list[str], env: dict[str, str], marker: Path, ranks: int,
+                         log: Path) -> None:  # fmt: skip
+    """Start ``torchrun`` ``cmd``; once every rank wrote ``marker.<rank>`` (its pid, mid-epoch),
+    SIGKILL ``torchrun`` first (so it cannot react to a dead worker) and then each rank's
+    process group: ``torchrun`` starts every worker in a session of its own
+    (``start_new_session`` in torch.distributed.elastic's ``SubprocessHandler``), so a signal
+    to ``torchrun``'s group alone would leave the ranks running, unlike a node that dies."""
+    with log.open("w") as handle:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # fmt: skip
+    marks = [Path(f"{marker}.{rank}") for rank in range(ranks)]
+    try:
+        deadline = time.time() + TIMEOUT
+        while not all(m.exists() and m.read_text() for m in marks):
+            assert proc.poll() is None, f"ended before the markers: {log.read_text()[-3000:]}"
+            assert time.time() < deadline, f"no markers in {TIMEOUT} s: {log.read_text()[-3000:]}"
+            time.sleep(0.05)
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGTERM)  # torchrun then stops its workers
+        proc.wait(timeout=STOP_S)
+        raise
+    pids = [int(m.read_text()) for m in marks]
+    os.killpg(proc.pid, signal.SIGKILL)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)  # a worker leads its session: pgid == pid
+    proc.wait()
+    deadline = time.time() + STOP_S  # the ranks are not our children: wait until gone (or zombie)
+    while any(_alive(pid) for pid in pids):
+        assert time.time() < deadline, f"ranks {pids} still alive {STOP_S} s after SIGKILL"
+        time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
