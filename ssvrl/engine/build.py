@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
 from ssvrl.backbones import VideoBackbone, build_backbone
@@ -203,6 +203,9 @@ def build_trainer(cfg: ExperimentConfig, run_dir: Path, bad: BadVideoLog) -> pl.
         callbacks=[
             SharedRunDir(run_dir, bad), RngState(), steps, ResumeInfo(cfg), ckpt,
             LearningRateMonitor("step"), BadVideoSummary(bad, run_dir),
+            # the bar reads its metrics with .item() (a host sync on a GPU) at each refresh:
+            # refresh when the loggers write, not every step
+            *([TQDMProgressBar(refresh_rate=t.log_every_n_steps)] if t.progress_bar else []),
         ],
         plugins=[AtomicCheckpointIO()],  # a kill mid-write never corrupts last.ckpt
         use_distributed_sampler=False,

@@ -46,7 +46,9 @@ def placeholder_run_dir() -> Path:
 
 class SharedRunDir(pl.Callback):
     """At ``setup`` (process group up, before any batch or DataLoader worker), every rank
-    takes rank 0's run folder; the bad-video log moves to its ``bad_videos/``."""
+    takes rank 0's run folder; the bad-video logs move into it: the training set's
+    (``bad_videos/``) and the online probe's test set's (``bad_videos_test/``, the datamodule's
+    ``val_dataset.bad``), so a video found unreadable on any rank is logged once and counted."""
 
     def __init__(self, run_dir: Path, bad: BadVideoLog) -> None:
         self.run_dir, self.bad = run_dir, bad
@@ -57,6 +59,10 @@ class SharedRunDir(pl.Callback):
         if shared != self.run_dir:
             self.placeholder, self.run_dir = self.run_dir, shared
             self.bad.folder = shared / "bad_videos"
+            val = getattr(getattr(trainer, "datamodule", None), "val_dataset", None)
+            val_bad = getattr(val, "bad", None)
+            if isinstance(val_bad, BadVideoLog) and val_bad.folder.parent == self.placeholder:
+                val_bad.folder = shared / val_bad.folder.name
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         """The placeholder goes when the run ends (files opened under it may live until then)."""
