@@ -183,6 +183,12 @@ def test_collapse_warning_once(caplog: pytest.LogCaptureFixture) -> None:
         assert svt.check_collapse() == ["one-output"]
         svt.check_collapse()
     assert sum("collapse" in r.message for r in caplog.records) == 1  # once per kind
+    # the advice fits the kind: a one-output collapse needs less sharpening, not more
+    assert "higher teacher_temp" in caplog.records[-1].getMessage()
+    svt._stats["teacher_entropy"] = torch.tensor(0.999)
+    with caplog.at_level(logging.WARNING, logger="ssvrl"):
+        assert svt.check_collapse() == ["uniform"]
+    assert "lower teacher_temp" in caplog.records[-1].getMessage()
 
 
 def test_loss_is_the_kl_form_and_progress_is_saved() -> None:

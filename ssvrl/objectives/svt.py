@@ -85,6 +85,12 @@ counts and rates vary (2, 4, 8, 16 frames over about one second)."""
 COLLAPSE_KL = 0.01  # nats
 COLLAPSE_ENTROPY_LOW = 0.02  # fraction of log K
 COLLAPSE_ENTROPY_HIGH = 0.98
+# DINO Sec. 5.3: centring prevents one output from dominating but pushes towards uniform;
+# sharpening (a low teacher temperature) does the opposite. Each collapse wants the other one.
+COLLAPSE_ADVICE = {
+    "one-output": "a higher teacher_temp (less sharpening) or a higher momentum",
+    "uniform": "a lower teacher_temp (more sharpening) or a higher momentum",
+}
 COLLAPSE_GRACE = 0.1  # no checks in the first 10 % of training (a fresh network looks collapsed)
 
 
@@ -311,13 +317,13 @@ class SVT(Objective):
                 self._warned.add(kind)
                 log.warning(
                     "SVT: %s collapse at progress %.2f (teacher entropy %.3f of log K, "
-                    "KL(teacher || student) %.4f nats). "
-                    "Try a lower teacher_temp, a higher momentum, a lower learning rate or "
+                    "KL(teacher || student) %.4f nats). Try %s, a lower learning rate or "
                     "norm_last_layer: true (DINO Sec. 5.3).",
                     kind,
                     self.progress,
                     s["teacher_entropy"],
                     s["teacher_student_kl"],
+                    COLLAPSE_ADVICE[kind],
                 )
         return found
 
