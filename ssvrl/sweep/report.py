@@ -9,7 +9,6 @@ done, the number of those seeds, and the states of the configuration's runs. Wri
 from __future__ import annotations
 
 import csv
-import json
 import math
 import re
 import statistics
@@ -18,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ssvrl.sweep.jsonio import is_number, read_json
 from ssvrl.sweep.status import effective_state, read_status
 
 __all__ = ["Row", "aggregate", "collect", "format_markdown", "write_report"]
@@ -54,12 +54,12 @@ def collect(sweep_dir: Path) -> tuple[list[str], dict[str, str], list[Record]]:
     """The swept keys, their short names and a record per run, from ``sweep.json`` and the
     run folders' ``status.json`` / ``results.json`` (folders not in ``sweep.json`` are left
     out: runs of an earlier version of the sweep file)."""
-    summary = _read_json(sweep_dir / "sweep.json") or {}
+    summary = read_json(sweep_dir / "sweep.json") or {}
     names = summary.get("runs") or sorted(p.parent.name for p in sweep_dir.glob("*/status.json"))
     records = []
     for name in names:
         status = read_status(sweep_dir / name)
-        results = _read_json(sweep_dir / name / "results.json") or {}
+        results = read_json(sweep_dir / name / "results.json") or {}
         state = effective_state(status)
         metrics = results.get("metrics") if state == "done" else None
         records.append(Record(
@@ -67,7 +67,7 @@ def collect(sweep_dir: Path) -> tuple[list[str], dict[str, str], list[Record]]:
             labels=dict(status.get("labels") or results.get("labels") or {}),
             seed=status.get("seed"),
             state=state,
-            metrics={k: float(v) for k, v in (metrics or {}).items() if _number(v)},
+            metrics={k: float(v) for k, v in (metrics or {}).items() if is_number(v)},
         ))
     keys = list(summary.get("keys") or (records[0].labels if records else []))
     short = dict(summary.get("short_keys") or {k: k for k in keys})
@@ -150,15 +150,3 @@ def _natural(name: str) -> list[Any]:
 
 def _plain(value: float) -> str:
     return "" if math.isnan(value) else repr(value)
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None

@@ -9,7 +9,6 @@ whose pretraining had finished (``pretrained`` in its status) goes straight to t
 from __future__ import annotations
 
 import csv
-import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 from ssvrl.engine.resume import latest_checkpoint
 from ssvrl.sweep.execute import RunContext
+from ssvrl.sweep.jsonio import is_number, read_json
 
 __all__ = ["latest_checkpoint", "pretrain_and_probe", "pretrain_metrics", "probe_metrics"]
 
@@ -50,7 +50,7 @@ def pretrain_and_probe(ctx: RunContext) -> dict[str, Any]:
 
         out = ctx.folder / "probe"
         returned = run_probe(ctx.cfg, str(ckpt), out)
-        written = _read_json(out / "probe.json")
+        written = read_json(out / "probe.json")
         metrics.update(probe_metrics(written if written is not None else returned))
         results["probe"] = str(out / "probe.json")
     return {"metrics": metrics, **results}
@@ -68,12 +68,12 @@ def probe_metrics(result: Mapping[str, Any]) -> dict[str, float]:
         for evaluator, values in nested.items():
             if isinstance(values, Mapping):
                 found.update({f"{evaluator}/{k}": float(v) for k, v in values.items()
-                              if _is_number(v)})
-            elif _is_number(values):
+                              if is_number(v)})
+            elif is_number(values):
                 found[str(evaluator)] = float(values)
     if not found:
         found = {f"linear/{k}": float(result[k]) for k in ("top1", "top5")
-                 if _is_number(result.get(k))}
+                 if is_number(result.get(k))}
     return found
 
 
@@ -92,15 +92,3 @@ def pretrain_metrics(run_dir: Path) -> dict[str, float]:
                 except ValueError:
                     continue
     return last
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
