@@ -45,12 +45,13 @@ from bench_common import (
 )
 from minimal_loop import batch_loader
 
-from ssvrl.data.synthetic import SynthSpec, write_synthetic_dataset
 from ssvrl.engine.build import build_pretrain, build_trainer, make_run_dir
 
 
 def synth_data(out: Path, args: argparse.Namespace) -> Path:
-    """The synthetic dataset, as ``ssvrl data synth`` writes it."""
+    """The synthetic dataset, as ``ssvrl data synth`` writes it (PyAV only needed here)."""
+    from ssvrl.data.synthetic import SynthSpec, write_synthetic_dataset
+
     spec = SynthSpec(
         num_classes=args.synth_classes, groups=args.synth_groups, clips_per_group=2,
         frames=args.synth_frames, size=args.synth_size,

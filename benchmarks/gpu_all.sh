@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Every benchmark on one GPU with the sizes of issue #10; the tables go to one folder.
-# NOT part of CI: it needs a CUDA GPU. Unmeasured run time, estimated at half an hour or more on
-# an H200, most of it torch.compile; ONLY="step_cnn e2e_r3d" runs the named benchmarks only
-# (for machines with a per-command time limit, run them one or two at a time).
+# Every benchmark on one GPU with the sizes of issues #10 and #6; the tables go to one folder.
+# NOT part of CI: it needs a CUDA GPU. ONLY="step_cnn e2e_r3d" runs the named benchmarks only
+# (for machines with a per-command time limit, run them a few at a time); each one is stopped
+# after BENCH_TIMEOUT seconds (default 900). DATA=DIR reuses a synthetic dataset (DIR/videos, DIR/annotations)
+# made elsewhere (`ssvrl data synth`) instead of making them here; PY=python3 picks another
+# interpreter.
 #
 #   bash benchmarks/gpu_all.sh [OUT_DIR]        (default: benchmarks/gpu_results/<date>)
 #
 # Sizes: R3D-18 and R(2+1)D-18 at 16x112x112 and ViT-B at 8x224x224, fp32 / bf16, with and
-# without torch.compile and channels-last-3d (step_bench); CVRL with R3D-18 16x112x112 bf16
+# without torch.compile and channels-last-3d (step_bench); SVT with ViT-S and ViT-B at the
+# paper's views, 2 x 8x224x224 global + 8 local 96 px views (svt_bench); CVRL with R3D-18 16x112x112 bf16
 # end to end on synthetic videos with 16 loader workers (e2e_bench) and against a minimal
 # loop (overhead_bench, with a host-sync report); the loader with 16 workers on prepared
 # files (loader_bench); the augmentation on the GPU (augment_bench).
@@ -34,7 +37,7 @@ run() {  # run NAME ARGS...: the command's stdout table lines -> NAME.md, all ou
   wanted "$name" || return 0
   echo "== $name: $*" | tee -a "$OUT/commands.txt"
   local start=$SECONDS
-  if "$@" > "$OUT/$name.log" 2>&1; then
+  if timeout -k 20 "${BENCH_TIMEOUT:-900}" "$@" > "$OUT/$name.log" 2>&1; then
     echo "   done in $((SECONDS - start)) s"
   else
     echo "   FAILED after $((SECONDS - start)) s (see $OUT/$name.log)"
@@ -45,12 +48,18 @@ run() {  # run NAME ARGS...: the command's stdout table lines -> NAME.md, all ou
 }
 
 # Training step: clips/s, MFU (H200 peak from benchmarks/flops.py), peak memory, compile time.
-run step_cnn "$PY" benchmarks/step_bench.py --models r3d_18 r2plus1d_18 --batch 32 \
-  --warmup 5 --steps 20
-run step_vit "$PY" benchmarks/step_bench.py --models vit_base --batch 8 --warmup 5 --steps 20
+STEP=("$PY" benchmarks/step_bench.py --batch 32 --warmup 5 --steps 20)
+run step_cnn "${STEP[@]}" --models r3d_18 r2plus1d_18 --compile off
+run step_cnn_compile "${STEP[@]}" --models r3d_18 --dtypes bf16 --compile on
+run step_vit "${STEP[@]}" --models vit_base --batch 8 --memory-format contiguous --compile off
+run step_vit_compile "${STEP[@]}" --models vit_base --batch 8 --memory-format contiguous \
+  --dtypes bf16 --compile on
+# SVT (issue #6): throughput and memory of ViT-S and ViT-B at the paper's view recipe.
+run svt "$PY" benchmarks/svt_bench.py --models vit_small vit_base --batch 8 32 --warmup 3 \
+  --steps 10
 
 # Synthetic videos at 128 px, 96 frames (two 16-frame stride-2 clips fit at different times).
-DATA="$OUT/synthetic_128"
+DATA=${DATA:-$OUT/synthetic_128}
 if { wanted e2e_r3d || wanted loader_16w; } && [ ! -f "$DATA/annotations/classInd.txt" ]; then
   "$PY" -m ssvrl data synth "$DATA" --classes 12 --groups 25 --clips-per-group 7 --frames 96 \
     --size 128 --workers 16 > "$OUT/synth.log" 2>&1 || failures=$((failures + 1))
@@ -65,7 +74,7 @@ run e2e_r3d "$PY" benchmarks/e2e_bench.py --data "$DATA" --workers 16 --warmup 5
 # Framework overhead vs a minimal loop, with the host-sync report.
 run overhead_r3d "$PY" benchmarks/overhead_bench.py --rounds 3 --warmup 5 --steps 30 \
   --input-size 128 --sync-report "${CVRL_R3D[@]}"
-run overhead_vit "$PY" benchmarks/overhead_bench.py --rounds 3 --warmup 5 --steps 20 \
+run overhead_vit "$PY" benchmarks/overhead_bench.py --rounds 2 --warmup 3 --steps 15 \
   --input-size 256 --sync-report --config experiments/svt/k400_vit_b.yaml \
   --set data.batch_size=16 trainer.precision=bf16-mixed
 

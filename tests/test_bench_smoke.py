@@ -92,6 +92,23 @@ def test_step_bench_runs(bench: ModuleType, capsys: pytest.CaptureFixture[str]) 
         assert row[9] == ""  # no MFU on a CPU without --peak-tflops
 
 
+def test_svt_bench_runs(bench: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
+    svt = importlib.import_module("svt_bench")
+    svt.main([
+        "--models", "vit_tiny", "--batch", "1", "--dtypes", "fp32", "--global-size", "32",
+        "--local-size", "16", "--frames-div", "4", "--out-dim", "64", "--warmup", "1",
+        "--steps", "1", "--device", "cpu", "--threads", "1",
+    ])
+    out = capsys.readouterr().out
+    assert "failed" not in out
+    # the paper's 10 views (2 global + 2 of each of 4 local frame counts), frames / 4
+    assert "global_1 2x32" in out and "local_t16_1 4x16" in out and "local_t2_0 1x16" in out
+    (row,) = table_rows(out, "vit_tiny")
+    ms, videos_s, clips_s, gflop_video = (float(c) for c in row[4:8])
+    assert ms > 0 and gflop_video > 0
+    assert clips_s == pytest.approx(10 * videos_s, rel=0.02, abs=1)
+
+
 def test_overhead_bench_runs(bench: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
     overhead = importlib.import_module("overhead_bench")
     for mode in ("steps", "rounds"):
@@ -161,7 +178,7 @@ def test_augmentation_makes_no_blocking_host_to_device_copy() -> None:
 
 def test_gpu_script_is_not_collected_and_names_every_benchmark() -> None:
     script = (BENCH / "gpu_all.sh").read_text()
-    for name in ("step_bench.py", "e2e_bench.py", "overhead_bench.py", "loader_bench.py",
-                 "augment_bench.py"):
+    for name in ("step_bench.py", "svt_bench.py", "e2e_bench.py", "overhead_bench.py",
+                 "loader_bench.py", "augment_bench.py"):
         assert name in script
     assert "torch.cuda.is_available()" in script  # refuses to run without a GPU

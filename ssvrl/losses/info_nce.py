@@ -59,15 +59,16 @@ def _info_nce(
     self_idx = torch.cat([local, local + PB])  # (2B,) where each anchor meets itself
     pos_idx = torch.cat([local + PB, local])  # (2B,) its other view
     # Self-similarity masked with a large finite negative (-inf would give NaN gradients).
-    rows = torch.arange(2 * B, device=z.device)
-    mask = torch.zeros_like(logits, dtype=torch.bool)
-    mask[rows, self_idx] = True
+    # Masks from comparisons, not `mask[rows, idx] = True`: that assignment copies the Python
+    # bool to the device, a blocking copy (a host sync) every step on a GPU.
+    cols = torch.arange(logits.shape[1], device=z.device)  # (2PB,)
+    mask = self_idx[:, None] == cols[None, :]  # (2B, 2PB) each anchor's own column
     if video_ids is not None:
         ids = video_ids.to(z.device).long().view(-1)  # (B,)
         if ids.shape[0] != B:
             raise ValueError(f"video_ids must have {B} entries, got {ids.shape[0]}")
         cand_ids = gather_no_grad(ids).repeat(2)  # (2PB,) view-major like cand
         same = ids.repeat(2)[:, None] == cand_ids[None, :]  # (2B, 2PB)
-        same[rows, pos_idx] = False  # the positive stays
+        same &= pos_idx[:, None] != cols[None, :]  # the positive stays
         mask |= same
     return F.cross_entropy(logits.masked_fill(mask, MASKED_LOGIT), pos_idx)
