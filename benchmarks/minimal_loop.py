@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ssvrl.augment import MultiViewAugment
 from ssvrl.engine.build import build_encoder, build_objective
+from ssvrl.engine.module import to_channels_last
 from ssvrl.engine.optim import build_optimizer, param_groups, warmup_cosine
 
 
@@ -78,7 +79,9 @@ class MinimalLoop:
     def __init__(self, cfg: Any, device: torch.device, total_steps: int) -> None:
         self.cfg, self.device = cfg, device
         self.backbone, self.objective = fresh_parts(cfg)
-        self.backbone.to(device)
+        self.channels_last = cfg.trainer.channels_last  # as PretrainModule does it
+        fmt = torch.channels_last_3d if self.channels_last else torch.preserve_format
+        self.backbone.to(device, memory_format=fmt)
         self.objective.to(device)
         self.augment = MultiViewAugment(self.objective.views()).to(device)
         for teacher in self.objective.teacher_modules():
@@ -99,6 +102,8 @@ class MinimalLoop:
         dev = self.device
         clips = {k: v.to(dev, non_blocking=True) for k, v in batch["views"].items()}
         views = self.augment(clips, batch["seeds"])  # name -> float (B, C, T, S, S)
+        if self.channels_last:
+            views = {k: to_channels_last(v) for k, v in views.items()}
         with autocast_for(self.cfg.trainer.precision, dev):
             if self.objective.supports_repeats:
                 ids = batch["index"].to(dev, non_blocking=True)

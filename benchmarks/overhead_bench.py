@@ -208,6 +208,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             backbone, objective, cfg.optim, cfg.data.batch_size,
             max_nonfinite_steps=cfg.trainer.max_nonfinite_steps,
             collapse_warn_std=cfg.trainer.collapse_warn_std,
+            channels_last=cfg.trainer.channels_last,
         )
         views = objective.views()
         size = args.input_size or -(-max(v.augment.crop_size for v in views) * 8 // 7)

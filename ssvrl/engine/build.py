@@ -139,6 +139,7 @@ def build_pretrain(cfg: ExperimentConfig, run_dir: Path) -> PretrainParts:
         probe,
         max_nonfinite_steps=cfg.trainer.max_nonfinite_steps,
         collapse_warn_std=cfg.trainer.collapse_warn_std,
+        channels_last=cfg.trainer.channels_last,
     )
     dataset = PretrainDataset(
         index, objective.clip_sampler(), decode_config(cfg.data), bad, cfg.seed

@@ -38,6 +38,12 @@ from ssvrl.objectives.base import Objective
 log = logging.getLogger("ssvrl")
 
 
+def to_channels_last(x: torch.Tensor) -> torch.Tensor:
+    """A 5-D ``(B, C, T, H, W)`` tensor in NDHWC memory layout (same shape and values); any
+    other tensor unchanged."""
+    return x.contiguous(memory_format=torch.channels_last_3d) if x.dim() == 5 else x
+
+
 class PretrainModule(pl.LightningModule):
     def __init__(
         self,
@@ -48,11 +54,18 @@ class PretrainModule(pl.LightningModule):
         online_probe: OnlineProbe | None = None,
         max_nonfinite_steps: int = 5,
         collapse_warn_std: float = 0.05,
+        channels_last: bool = False,
     ) -> None:
         """``max_nonfinite_steps``: stop after that many skipped non-finite steps in a row (0:
         no guard); ``collapse_warn_std``: warn when ``train/embed_std`` stays below it for a
-        whole epoch (0: log only)."""
+        whole epoch (0: log only); ``channels_last``: the backbone's 5-D weights and the
+        augmented views in ``torch.channels_last_3d`` layout (NDHWC), which cuDNN's 3D
+        convolutions prefer (1.6x per bf16 R3D-18 step on an H200, benchmarks/RESULTS.md)."""
         super().__init__()
+        if channels_last:  # 5-D tensors only; Lightning's later .to(device) keeps the layout
+            layout: dict[str, Any] = {"memory_format": torch.channels_last_3d}  # not in the stubs
+            backbone = backbone.to(**layout)
+        self.channels_last = channels_last
         self.backbone = backbone
         self.objective = objective
         self.online_probe = online_probe
@@ -86,6 +99,8 @@ class PretrainModule(pl.LightningModule):
         # uint8 (B, C, T, H, W) per view -> float (B, C, T, S, S) per view (sizes may differ),
         # plus the "<view>/motion" / "<view>/fame_mask" companions of views that use motion.
         views = self.augment(batch["views"], batch["seeds"], batch.get("motion"))
+        if self.channels_last:
+            views = {k: to_channels_last(v) for k, v in views.items()}
         return {**batch, "views": views}
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
