@@ -218,8 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("overrides", nargs="*")
     pr.add_argument("--out", default=None, help="folder for probe.json (default: the run's)")
     pr.add_argument("--checkpoints", nargs="+", default=None, metavar="CKPT",
-                    help="checkpoints to compare in one table: paths, 'last', 'random' "
-                    "(default: probe.checkpoint)")
+                    help="checkpoints to compare in one table: paths, 'last', 'random'; "
+                    "append ':teacher' for the EMA teacher's encoder of an svt or moco run, "
+                    "e.g. 'last last:teacher' (default: probe.checkpoint)")
     pr.add_argument("--plot", default=None, metavar="PNG",
                     help="write linear and kNN top-1 over the checkpoints' epochs")
     pr.set_defaults(func=cmd_probe)

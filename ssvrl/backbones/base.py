@@ -104,11 +104,13 @@ def build_backbone(name: str, weights: str | None = None, **kwargs: object) -> V
     return model
 
 
-def load_weights(model: nn.Module, path: Path) -> None:
+def load_weights(model: nn.Module, path: Path, encoder: str = "student") -> None:
     """Load a state dict from ``.safetensors`` or a torch file with ``weights_only=True``.
 
     Keys under ``backbone.`` (an ssvrl checkpoint) are taken and stripped; a Lightning
     checkpoint's ``state_dict`` entry is unwrapped. Missing or unexpected keys raise.
+    ``encoder="teacher"`` takes the EMA teacher's copy of the encoder instead
+    (:func:`teacher_prefix`; :class:`NoTeacherError` when the file holds none).
     Every file that holds weights (``backbone.weights``, probe and export checkpoints, 2D ViT
     weights to inflate) comes through here; a pickle that would build anything but tensors and
     plain containers is refused, unexecuted, with a ValueError (``torch.load``'s restricted
@@ -116,9 +118,12 @@ def load_weights(model: nn.Module, path: Path) -> None:
     """
     if not path.is_file():
         raise FileNotFoundError(f"backbone weights not found: {path}")
+    if encoder not in ENCODERS:
+        raise ValueError(f"encoder must be one of {ENCODERS}, got {encoder!r}")
     state = _read_state(path)
-    if any(k.startswith("backbone.") for k in state):
-        state = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
+    prefix = teacher_prefix(state, path) if encoder == "teacher" else "backbone."
+    if any(k.startswith(prefix) for k in state):
+        state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as err:  # shape mismatches
@@ -128,6 +133,48 @@ def load_weights(model: nn.Module, path: Path) -> None:
             f"{path}: weights do not fit the backbone: missing {missing[:5]}, "
             f"unexpected {unexpected[:5]}"
         )
+
+
+ENCODERS = ("student", "teacher")
+"""Which encoder of a checkpoint to load: the trained one (``backbone.*``) or its EMA teacher."""
+
+
+class NoTeacherError(ValueError):
+    """The weights file holds no EMA teacher encoder (see :func:`teacher_prefix`)."""
+
+
+def teacher_prefix(state: dict[str, torch.Tensor], path: Path) -> str:
+    """The key prefix of the EMA teacher encoder in a training checkpoint's state dict.
+
+    Objectives with a momentum teacher of the encoder (SVT's teacher, MoCo's key encoder) keep
+    it in a :class:`~ssvrl.objectives.momentum.MomentumCopy`, a deep copy of the encoder saved
+    under ``objective.<attribute>.net.``: the prefix whose keys, stripped, are exactly those of
+    the ``backbone.*`` weights. Raises :class:`NoTeacherError` naming ``path`` when no prefix
+    or more than one qualifies.
+    """
+    student = {k[len("backbone.") :] for k in state if k.startswith("backbone.")}
+    copies: dict[str, set[str]] = {}
+    for key in state:
+        parts = key.split(".", 3)  # objective, <attribute>, net, rest
+        if len(parts) == 4 and parts[0] == "objective" and parts[2] == "net":
+            copies.setdefault(".".join(parts[:3]) + ".", set()).add(parts[3])
+    found = sorted(p for p, keys in copies.items() if student and keys == student)
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise NoTeacherError(f"{path}: several encoder copies {found}; cannot tell the teacher")
+    raise NoTeacherError(
+        f"{path}: holds no EMA teacher encoder (no objective.<name>.net.* copy of its "
+        "backbone.* weights). Objectives with a momentum teacher (svt, moco) save one in their "
+        "training checkpoints; others (e.g. cvrl) and exported .safetensors files have none."
+    )
+
+
+def find_teacher(path: Path) -> str:
+    """:func:`teacher_prefix` of the weights file ``path`` (to fail early, before any work)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"backbone weights not found: {path}")
+    return teacher_prefix(_read_state(path), path)
 
 
 def _read_state(path: Path) -> dict[str, torch.Tensor]:

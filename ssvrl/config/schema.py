@@ -116,7 +116,7 @@ class ProbeConfig:
     Retrieval: test videos query the training videos, R@k (as in CoCLR and FAME).
     """
 
-    checkpoint: str = "last"  # "last" (of this run), "random", or a checkpoint path
+    checkpoint: str = "last"  # "last" (of this run), "random", or a path; ":teacher": EMA teacher
     evaluators: tuple[Literal["linear", "knn", "retrieval"], ...] = ("linear", "knn", "retrieval")
     mode: Literal["cached", "online"] = "cached"  # linear probe on cached features or online
     frames: int | None = None  # None: the objective's first view
@@ -255,7 +255,7 @@ class ExtractConfig:
     D)`` array per video for temporal localisation (TSP, Alwassel et al. 2021). Window starts
     and the tail rule: ``ssvrl.eval.windows``."""
 
-    checkpoint: str = "last"  # "last" (of this run), "random", or a checkpoint path
+    checkpoint: str = "last"  # "last" (of this run), "random", or a path; ":teacher": EMA teacher
     frames: int | None = None  # frames per window; None: the objective's first view
     stride: int | None = None  # frames between a window's sampled frames; None: the view's
     window_stride: int | None = None  # frames between window starts; None: the window's span

@@ -23,7 +23,8 @@ from torch.utils.data import DataLoader
 
 from ssvrl.augment import VideoAugment
 from ssvrl.backbones import VideoBackbone, load_weights
-from ssvrl.config.loader import config_hash
+from ssvrl.backbones.base import NoTeacherError, find_teacher
+from ssvrl.config.loader import ConfigError, config_hash
 from ssvrl.config.schema import ExperimentConfig
 from ssvrl.data.bad_videos import BadVideoLog
 from ssvrl.data.dataset import PretrainDataset, collate_samples
@@ -32,7 +33,7 @@ from ssvrl.data.eval_dataset import EvalClipDataset
 from ssvrl.data.index import VideoIndex
 from ssvrl.data.sampling import RandomClipSampler, TemporalView
 from ssvrl.engine.build import build_encoder, build_objective, build_video_index, decode_config
-from ssvrl.eval.checkpoints import checkpoint_epoch, checkpoint_label, probe_dir
+from ssvrl.eval.checkpoints import checkpoint_epoch, checkpoint_label, probe_dir, split_encoder
 from ssvrl.eval.distributed import device_for_rank, extract_sharded
 from ssvrl.eval.features import FeatureSet
 from ssvrl.eval.linear_online import train_online
@@ -43,13 +44,18 @@ from ssvrl.utils.dist import rank, world_size
 
 log = logging.getLogger("ssvrl")
 __all__ = [
-    "checkpoint_epoch", "default_out_dir", "format_table", "resolve_checkpoint", "run_probe",
-    "run_probes",
+    "checkpoint_epoch", "default_out_dir", "format_table", "resolve_checkpoint",
+    "resolve_encoder", "run_probe", "run_probes",
 ]
 
 
 def resolve_checkpoint(cfg: ExperimentConfig, spec: str) -> Path | None:
     """``"random"`` -> None; ``"last"`` -> the newest run's ``last.ckpt``; else a path."""
+    if split_encoder(spec)[1] == "teacher" and not Path(spec).is_file():
+        raise ConfigError(
+            f"checkpoint {spec!r}: the ':teacher' suffix is read by `ssvrl probe` and "
+            "`ssvrl extract` only"
+        )
     if spec == "random":
         return None
     if spec == "last":
@@ -69,9 +75,25 @@ def resolve_checkpoint(cfg: ExperimentConfig, spec: str) -> Path | None:
     return path
 
 
-def default_out_dir(cfg: ExperimentConfig, ckpt: Path | None) -> Path:
+def resolve_encoder(cfg: ExperimentConfig, spec: str) -> tuple[Path | None, str]:
+    """``(file, encoder)`` of a spec with an optional ``:teacher`` suffix
+    (:func:`~ssvrl.eval.checkpoints.split_encoder`). A teacher is looked for now, so a file
+    without one fails (ConfigError naming it) before any extraction."""
+    base, encoder = split_encoder(spec)
+    ckpt = resolve_checkpoint(cfg, base)
+    if encoder == "teacher":
+        if ckpt is None:
+            raise ConfigError(f"checkpoint {spec!r}: a random init has no teacher")
+        try:
+            find_teacher(ckpt)
+        except NoTeacherError as err:
+            raise ConfigError(str(err)) from err
+    return ckpt, encoder
+
+
+def default_out_dir(cfg: ExperimentConfig, ckpt: Path | None, encoder: str = "student") -> Path:
     """:func:`~ssvrl.eval.checkpoints.probe_dir`; random init: ``<out_dir>/<name>/probe_random``."""
-    return probe_dir(ckpt, Path(cfg.out_dir) / cfg.name / "probe_random")
+    return probe_dir(ckpt, Path(cfg.out_dir) / cfg.name / "probe_random", encoder)
 
 
 @dataclass
@@ -125,11 +147,11 @@ class _Probe:
         ).cpu()
 
 
-def _setup(cfg: ExperimentConfig, ckpt: Path | None, out: Path) -> _Probe:
+def _setup(cfg: ExperimentConfig, ckpt: Path | None, out: Path, encoder: str) -> _Probe:
     pl.seed_everything(cfg.seed, verbose=False)  # a "random" init is the seed's init
     backbone = build_encoder(cfg)
     if ckpt is not None:
-        load_weights(backbone, ckpt)
+        load_weights(backbone, ckpt, encoder)
     view0 = build_objective(cfg, backbone.num_features).views()[0]
     p = cfg.probe
     view = TemporalView("probe", p.frames or view0.frames, p.stride or view0.stride)
@@ -171,15 +193,17 @@ def _protocol(probe: _Probe) -> dict[str, Any]:
 def run_probe(
     cfg: ExperimentConfig, checkpoint: str, out_dir: Path | None = None
 ) -> dict[str, Any]:
-    """Run ``probe.evaluators`` on the frozen encoder of ``checkpoint``; write ``probe.json``.
+    """Run ``probe.evaluators`` on the frozen encoder of ``checkpoint`` (``...:teacher``: its
+    EMA teacher's encoder); write ``probe.json``.
 
     Returns the result (also the JSON): ``metrics[evaluator]``, the linear probe's ``top1`` /
-    ``top5`` at the top level, ``epoch``, ``protocol``, video counts, ``seconds``.
+    ``top5`` at the top level, ``epoch``, ``encoder`` (student or teacher), ``protocol``, video
+    counts, ``seconds``.
     """
     t0 = time.perf_counter()
-    ckpt = resolve_checkpoint(cfg, checkpoint)
+    ckpt, encoder = resolve_encoder(cfg, checkpoint)
     p, evaluators = cfg.probe, tuple(cfg.probe.evaluators)
-    probe = _setup(cfg, ckpt, out_dir or default_out_dir(cfg, ckpt))
+    probe = _setup(cfg, ckpt, out_dir or default_out_dir(cfg, ckpt, encoder), encoder)
     cached_linear = "linear" in evaluators and p.mode == "cached"
     train_index = build_video_index(cfg.data, "train")
     test_index = build_video_index(cfg.data, "test")
@@ -208,6 +232,7 @@ def run_probe(
     result = {
         "checkpoint": str(ckpt) if ckpt else "random",
         "epoch": checkpoint_epoch(ckpt),
+        "encoder": encoder,
         **metrics.get("linear", {}),
         "metrics": {e: metrics[e] for e in evaluators},
         "protocol": _protocol(probe),
@@ -232,13 +257,14 @@ def run_probe(
 def run_probes(
     cfg: ExperimentConfig, specs: list[str], out_dir: Path | None = None
 ) -> list[Row]:
-    """:func:`run_probe` for each checkpoint spec (``random``, ``last`` or a path) with the
-    same protocol; with ``out_dir`` and several specs each writes ``out_dir/<label>/``."""
+    """:func:`run_probe` for each checkpoint spec (``random``, ``last`` or a path, each with an
+    optional ``:teacher``) with the same protocol; with ``out_dir`` and several specs each
+    writes ``out_dir/<label>/``. Every spec is resolved before the first probe runs."""
     rows = []
-    for spec in specs:
-        label = checkpoint_label(resolve_checkpoint(cfg, spec))
+    labels = [checkpoint_label(*resolve_encoder(cfg, spec)) for spec in specs]
+    for spec, label in zip(specs, labels, strict=True):
         out = out_dir
         if out_dir is not None and len(specs) > 1:
-            out = out_dir / label.replace("/", "_").replace(" ", "_")
+            out = out_dir / label.replace("/", "_").replace(" ", "_").replace(":", "_")
         rows.append((label, run_probe(cfg, spec, out)))
     return rows

@@ -4,7 +4,8 @@ The TSP use case (Alwassel et al., ICCVW 2021): features of a pretrained video e
 window stride over every video, one ``(num_windows, D)`` ``.npy`` per video, as temporal action
 localisation methods consume them. The encoder, its weights and the eval transform are built
 as the linear probe builds them (:func:`ssvrl.engine.evaluate.run_probe`): ``extract.checkpoint``
-resolved by :func:`~ssvrl.engine.evaluate.resolve_checkpoint`, windows of the objective's first
+resolved by :func:`~ssvrl.engine.evaluate.resolve_encoder` (``...:teacher``: the EMA teacher's
+encoder, recorded as that suffix in ``extract.json``), windows of the objective's first
 view unless ``extract.frames`` / ``extract.stride`` say otherwise, the centre square of the
 short side resized to the view's crop size (or ``extract.crop_size``), normalised with the
 view's statistics. Window placement: :mod:`ssvrl.eval.windows`; streaming decode:
@@ -27,7 +28,7 @@ from ssvrl.config.errors import ConfigError
 from ssvrl.config.loader import config_hash
 from ssvrl.config.schema import ExperimentConfig
 from ssvrl.engine.build import build_encoder, build_objective, build_video_index, decode_config
-from ssvrl.engine.evaluate import resolve_checkpoint
+from ssvrl.engine.evaluate import resolve_encoder
 from ssvrl.eval.extract_inputs import VideoItem, videos_from_indexes
 from ssvrl.eval.sliding_features import StreamSettings, extract_videos
 from ssvrl.eval.windows import WindowSpec
@@ -73,14 +74,14 @@ def run_extract(cfg: ExperimentConfig, items: list[VideoItem], out: Path) -> dic
     check_extract_config(cfg)
     e = cfg.extract
     try:
-        ckpt = resolve_checkpoint(cfg, e.checkpoint)
-    except FileNotFoundError as err:
+        ckpt, encoder = resolve_encoder(cfg, e.checkpoint)
+    except (FileNotFoundError, ConfigError) as err:
         raise ConfigError(f"extract.checkpoint={e.checkpoint!r}: {err}") from err
     torch.manual_seed(cfg.seed)  # a "random" encoder is the seed's initialisation
     backbone = build_encoder(cfg)
     if ckpt is not None:
         try:
-            load_weights(backbone, ckpt)
+            load_weights(backbone, ckpt, encoder)
         except ValueError as err:  # shape mismatch: the backbone config is not the run's
             raise ConfigError(
                 f"{str(err).splitlines()[0]} ...; backbone.* must match the config.yaml of the "
@@ -101,8 +102,10 @@ def run_extract(cfg: ExperimentConfig, items: list[VideoItem], out: Path) -> dic
     backbone.to(device)
     aug.to(device)
     decode = replace(decode_config(cfg.data), sample_by="index", flow=False, repeats=1)
+    # The teacher's spec keeps its suffix; the student's stays as before (older folders resume).
+    source = "random" if ckpt is None else str(ckpt) + (":teacher" if encoder == "teacher" else "")
     protocol = {
-        "checkpoint": str(ckpt) if ckpt else "random",
+        "checkpoint": source,
         "checkpoint_sha256": _sha256(ckpt) if ckpt else None,
         "seed": None if ckpt else cfg.seed,
         "backbone": cfg.backbone.name,

@@ -70,7 +70,9 @@ def format_table(rows: Sequence[Row]) -> str:
 def plot_over_epochs(rows: Sequence[Row], path: Path) -> Path:
     """Write a PNG of linear and kNN top-1 against the checkpoints' pretraining epoch.
 
-    Rows without an epoch (random init) are drawn as dashed horizontal baselines.
+    Rows without an epoch (random init) are drawn as dashed horizontal baselines; teacher
+    encoders (``encoder: teacher``, ``ssvrl probe --checkpoints last last:teacher``) get their
+    own dotted curves.
 
     Raises:
         ValueError: no row has an epoch (nothing to plot over).
@@ -81,15 +83,30 @@ def plot_over_epochs(rows: Sequence[Row], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    dated = sorted((r["epoch"], r) for _, r in rows if r.get("epoch") is not None)
+    dated = sorted(
+        ((r["epoch"], r) for _, r in rows if r.get("epoch") is not None), key=lambda er: er[0]
+    )
     if not dated:
         raise ValueError("--plot needs checkpoints with an epoch (not only 'random')")
+    encoders = sorted({r.get("encoder", "student") for _, r in dated}, key=lambda e: e != "student")
     fig, ax = plt.subplots(figsize=(6, 4))
-    for (title, evaluator, metric), style in zip(_PLOTTED, ("o-", "s-"), strict=True):
-        points = [(e, _metric(r, evaluator, metric)) for e, r in dated]
-        points = [(e, v) for e, v in points if v is not None]
-        if points:
-            line = ax.plot(*zip(*points, strict=True), style, label=title)[0]
+    for (title, evaluator, metric), style in zip(_PLOTTED, ("o", "s"), strict=True):
+        line = None
+        for encoder in encoders:
+            points = [
+                (e, _metric(r, evaluator, metric))
+                for e, r in dated
+                if r.get("encoder", "student") == encoder
+            ]
+            points = [(e, v) for e, v in points if v is not None]
+            if points:
+                teacher = encoder == "teacher"
+                line = ax.plot(
+                    *zip(*points, strict=True), style + (":" if teacher else "-"),
+                    label=f"{title}, teacher" if teacher else title,
+                    color=None if line is None else line.get_color(),
+                )[0]
+        if line is not None:
             for _, r in rows:
                 base = _metric(r, evaluator, metric) if r.get("epoch") is None else None
                 if base is not None:

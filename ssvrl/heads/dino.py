@@ -1,11 +1,16 @@
 """DINO's projection head (Caron et al., "Emerging Properties in Self-Supervised Vision
 Transformers", ICCV 2021, Sec. 3.1 "Network architecture" and Appendix).
 
-A 3-layer MLP (hidden 2048, GELU, no batch norm) to a bottleneck of 256, l2 normalisation, then
-a weight-normalised linear layer (Salimans & Kingma, NeurIPS 2016) without bias to ``K`` outputs
-(65536 by default). The weight norm of the last layer is fixed to 1 (DINO's
+A 3-layer MLP (hidden 2048, GELU, by default no batch norm) to a bottleneck of 256, l2
+normalisation, then a weight-normalised linear layer (Salimans & Kingma, NeurIPS 2016) without
+bias to ``K`` outputs (65536 by default). The weight norm of the last layer is fixed to 1 (DINO's
 ``norm_last_layer=True``, which the paper reports as the stable choice); with
 ``norm_last_layer=False`` each output's norm ``g`` is learnt, starting at 1.
+
+``use_bn=True`` puts ``BatchNorm1d`` after each hidden linear layer, before its GELU (not after
+the bottleneck layer), as DINO's official code does with ``--use_bn_in_head`` (its
+``DINOHead(use_bn=True)``). DINO Sec. 3.1 keeps ViTs "entirely BN-free", heads included, so the
+default is off; convnet encoders may want it (see :mod:`ssvrl.objectives.svt`).
 
 Here the weight normalisation is written out (``W = g * v / ||v||`` per output row) rather than
 through ``torch.nn.utils.weight_norm``: the same function, plain parameters (``v`` 2-D, decayed
@@ -36,7 +41,8 @@ class WeightNormLinear(nn.Module):
 
 
 class DINOHead(nn.Module):
-    """``(N, in_dim) -> (N, out_dim)`` logits: MLP, l2 norm, weight-normalised last layer."""
+    """``(N, in_dim) -> (N, out_dim)`` logits: MLP (with ``use_bn``: batch norm after each hidden
+    linear layer), l2 norm, weight-normalised last layer."""
 
     def __init__(
         self,
@@ -46,6 +52,7 @@ class DINOHead(nn.Module):
         bottleneck_dim: int = 256,
         num_layers: int = 3,
         norm_last_layer: bool = True,
+        use_bn: bool = False,
     ) -> None:
         super().__init__()
         if num_layers < 1:
@@ -53,7 +60,10 @@ class DINOHead(nn.Module):
         layers: list[nn.Module] = []
         dim = in_dim
         for _ in range(num_layers - 1):
-            layers += [nn.Linear(dim, hidden_dim), nn.GELU()]
+            layers.append(nn.Linear(dim, hidden_dim))
+            if use_bn:
+                layers.append(nn.BatchNorm1d(hidden_dim))
+            layers.append(nn.GELU())
             dim = hidden_dim
         layers.append(nn.Linear(dim, bottleneck_dim))
         self.mlp = nn.Sequential(*layers)

@@ -12,6 +12,13 @@ that differ in spatial size AND in frame rate (SVT Sec. 3.1 "spatiotemporal view
 - student = encoder + :class:`~ssvrl.heads.dino.DINOHead`; teacher = EMA copies of both
   (:class:`~ssvrl.objectives.momentum.MomentumCopy`), momentum from 0.996 to 1 on a cosine
   over training (DINO Sec. 3.1 "Teacher network");
+- ``head_bn`` (off by default): batch norm after each hidden linear layer of both heads, DINO's
+  ``use_bn_in_head`` option (Caron et al., ICCV 2021, official code ``--use_bn_in_head``; the
+  paper's ViTs are "entirely BN-free", Sec. 3.1). For convnet encoders such as ``small3d``,
+  whose pooled post-ReLU features share a large common mean: in ssvrl's CPU runs the BN-free
+  head's teacher drifted to a uniform output, ``head_bn: true`` trained stably. The teacher
+  head starts equal to the student's; its running statistics are its own (only parameters
+  follow the EMA, as in DINO);
 - loss (:func:`~ssvrl.losses.dino.dino_loss`, DINO Eq. 3, SVT Sec. 3.3 "cross-view
   correspondence" and "motion correspondence"): every student view against each teacher view
   except itself; teacher outputs centred (EMA centre, momentum 0.9, all-reduced across processes)
@@ -104,6 +111,7 @@ class SVTConfig(ObjectiveConfig):
     bottleneck_dim: int = 256
     proj_layers: int = 3
     norm_last_layer: bool = True  # DINO: True for stability (False learns the norms)
+    head_bn: bool = False  # BN after each hidden layer of both heads (DINO's use_bn_in_head)
     student_temp: float = 0.1
     teacher_temp: float = 0.07  # after warm-up
     warmup_teacher_temp: float = 0.04
@@ -187,6 +195,7 @@ class SVT(Objective):
             cfg.bottleneck_dim,
             cfg.proj_layers,
             cfg.norm_last_layer,
+            use_bn=cfg.head_bn,
         )
         self.teacher_head = DINOHead(
             embed_dim,
@@ -195,6 +204,7 @@ class SVT(Objective):
             cfg.bottleneck_dim,
             cfg.proj_layers,
             cfg.norm_last_layer,
+            use_bn=cfg.head_bn,
         )
         self.teacher_head.load_state_dict(self.head.state_dict())  # starts equal (DINO)
         self.teacher_head.requires_grad_(False)
