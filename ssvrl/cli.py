@@ -107,6 +107,9 @@ def cmd_synth(args: argparse.Namespace) -> int:
         "container": args.container,
         "style": args.style,
         "background_mix": args.background_mix,
+        "dots": args.dots and tuple(args.dots),
+        "dot_speed": args.dot_speed and tuple(args.dot_speed),
+        "dot_angular_speed": args.dot_angular_speed and tuple(args.dot_angular_speed),
     }
     spec = SynthSpec(**{k: v for k, v in chosen.items() if v is not None})
     summary = write_synthetic_dataset(args.out, spec, workers=args.workers, progress=True)
@@ -278,6 +281,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--style", choices=["dots", "objects"], default=None)
     s.add_argument("--background-mix", type=float, default=None,
                    help="dots style: strength of the static background texture, 0..1")
+    # dots style, per-video ranges; equal ends fix a nuisance factor every view of a video
+    # would otherwise share (a cue that objectives without negatives, e.g. SVT, latch onto)
+    s.add_argument("--dots", type=int, nargs=2, metavar=("MIN", "MAX"), default=None)
+    s.add_argument("--dot-speed", type=float, nargs=2, metavar=("MIN", "MAX"), default=None,
+                   help="px per frame (translation and radial classes)")
+    s.add_argument("--dot-angular-speed", type=float, nargs=2, metavar=("MIN", "MAX"),
+                   default=None, help="degrees per frame (rotation classes)")
     s.add_argument("--workers", type=int, default=None)
     s.set_defaults(func=cmd_synth)
     c = d.add_parser("check", help="decode every video of CONFIG's dataset; report bad files")

@@ -112,9 +112,13 @@ def test_too_many_bad_videos_stops_with_clear_error(
 def test_data_synth_command(tmp_path: Path) -> None:
     out = tmp_path / "synth"
     assert main(["data", "synth", str(out), "--classes", "2", "--groups", "3",
-                 "--clips-per-group", "1", "--frames", "24", "--background-mix", "0.5"]) == 0
+                 "--clips-per-group", "1", "--frames", "24", "--background-mix", "0.5",
+                 "--dots", "30", "30", "--dot-speed", "0.9", "0.9",
+                 "--dot-angular-speed", "3", "3"]) == 0  # fmt: skip
     assert len(list((out / "videos").rglob("*.avi"))) == 6
-    assert json.loads((out / "synthetic_spec.json").read_text())["background_mix"] == 0.5
+    spec = json.loads((out / "synthetic_spec.json").read_text())
+    assert spec["background_mix"] == 0.5 and spec["dots"] == [30, 30]
+    assert spec["dot_speed"] == [0.9, 0.9] and spec["dot_angular_speed"] == [3.0, 3.0]
     assert (out / "annotations" / "classInd.txt").read_bytes().endswith(b"\r\n")
 
 
