@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -120,3 +121,22 @@ def device_overrides(device: torch.device) -> list[str]:
     """Config overrides that run the trainer in one process on ``device``."""
     accelerator = "gpu" if device.type == "cuda" else "cpu"
     return [f"trainer.accelerator={accelerator}", "trainer.devices=1", "trainer.strategy=auto"]
+
+
+def time_steps(step: Callable[[], None], warmup: int, steps: int, device: torch.device
+               ) -> tuple[float, float]:  # fmt: skip
+    """``(warm-up seconds, seconds per timed step)``: ``warmup`` untimed calls (a compile
+    happens in the first), then the peak-memory counter reset and ``steps`` timed ones, with a
+    device sync only at the ends of each window."""
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(warmup):
+        step()
+    sync(device)
+    warm_s = time.perf_counter() - t0
+    reset_peak_memory(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync(device)
+    return warm_s, (time.perf_counter() - t0) / steps

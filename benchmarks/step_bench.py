@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -34,9 +33,8 @@ from bench_common import (
     machine_line,
     peak_memory_cell,
     pick_device,
-    reset_peak_memory,
     set_threads,
-    sync,
+    time_steps,
 )
 from flops import count_flops, mfu_cell, peak_tflops
 
@@ -96,18 +94,7 @@ def measure(
 ) -> str:
     """One table row (measured) as markdown cells after the row's description."""
     step, flops = build_step(row, batch, device)
-    sync(device)
-    t0 = time.perf_counter()
-    for _ in range(warmup):  # the first one compiles when compile is on
-        step()
-    sync(device)
-    warm_s = time.perf_counter() - t0
-    reset_peak_memory(device)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    sync(device)
-    seconds = (time.perf_counter() - t0) / steps
+    warm_s, seconds = time_steps(step, warmup, steps, device)  # compiles in warm-up
     clips = 2 * batch
     flops_per_s = flops / seconds
     compile_s = f"{warm_s:.0f}" if row.compiled else ""

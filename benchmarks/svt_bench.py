@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
@@ -33,9 +32,8 @@ from bench_common import (
     machine_line,
     peak_memory_cell,
     pick_device,
-    reset_peak_memory,
     set_threads,
-    sync,
+    time_steps,
 )
 from flops import count_flops, mfu_cell, peak_tflops
 
@@ -119,18 +117,7 @@ def measure(
 ) -> str:
     """One table row (measured) as markdown cells after the row's description."""
     step, flops, n_views = build_step(row, views_cfg, out_dim, device)
-    sync(device)
-    t0 = time.perf_counter()
-    for _ in range(warmup):  # the first one compiles when compile is on
-        step()
-    sync(device)
-    warm_s = time.perf_counter() - t0
-    reset_peak_memory(device)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    sync(device)
-    seconds = (time.perf_counter() - t0) / steps
+    warm_s, seconds = time_steps(step, warmup, steps, device)  # compiles in warm-up
     compile_s = f"{warm_s:.0f}" if row.compiled else ""
     return (
         f"{seconds * 1e3:.0f} | {row.batch / seconds:.1f} | {n_views * row.batch / seconds:.0f} | "

@@ -15,6 +15,7 @@ from ssvrl.engine.nonfinite import BufferSnapshot
 from ssvrl.heads.dino import DINOHead
 from ssvrl.objectives import ViewConfig
 from ssvrl.objectives.svt import SVT, SVTConfig
+from tests.test_svt import _views
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,14 +33,6 @@ def _svt(head_bn: bool) -> tuple[nn.Module, SVT]:
     for t in svt.teacher_modules():
         t.requires_grad_(False)
     return encoder, svt
-
-
-def _views(svt: SVT, B: int = 3, seed: int = 0) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    return {
-        s.name: torch.randn(B, 3, s.frames, s.augment.crop_size, s.augment.crop_size, generator=g)
-        for s in svt.views()
-    }
 
 
 @pytest.mark.parametrize("layers", [1, 2, 3])
