@@ -11,8 +11,9 @@ from torch.utils.data import DataLoader
 
 from ssvrl.data import dataset as dataset_mod
 from ssvrl.data.bad_videos import BadVideoLog
-from ssvrl.data.dataset import DecodeConfig, EvalClipDataset, PretrainDataset
+from ssvrl.data.dataset import DecodeConfig, PretrainDataset
 from ssvrl.data.epoch_sampler import EpochSampler
+from ssvrl.data.eval_dataset import EvalClipDataset
 from ssvrl.data.index import build_index
 from ssvrl.data.sampling import IntervalPairSampler, TemporalView
 

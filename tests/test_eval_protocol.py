@@ -12,8 +12,8 @@ from torch import nn
 from ssvrl.augment import AugmentConfig, VideoAugment
 from ssvrl.backbones import build_backbone
 from ssvrl.data.bad_videos import BadVideoLog
-from ssvrl.data.dataset import DecodeConfig, EvalClipDataset, read_views
-from ssvrl.data.eval_dataset import crop_offsets
+from ssvrl.data.dataset import DecodeConfig, read_views
+from ssvrl.data.eval_dataset import EvalClipDataset, crop_offsets
 from ssvrl.data.index import build_index
 from ssvrl.data.sampling import TemporalView, clip_indices, uniform_starts
 from ssvrl.eval.features import FeatureSet, extract_features

@@ -16,7 +16,8 @@ from ssvrl.config.loader import ConfigError, save_config
 from ssvrl.config.schema import ExperimentConfig
 from ssvrl.data.bad_videos import BadVideoLog
 from ssvrl.data.datamodule import PretrainDataModule
-from ssvrl.data.dataset import EvalClipDataset, PretrainDataset
+from ssvrl.data.dataset import PretrainDataset
+from ssvrl.data.eval_dataset import EvalClipDataset
 from ssvrl.data.sampling import TemporalView
 from ssvrl.engine.batchnorm import sync_batchnorm
 from ssvrl.engine.callbacks import BadVideoSummary

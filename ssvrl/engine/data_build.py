@@ -88,7 +88,7 @@ def _check_missing(index: VideoIndex, data: DataConfig, subset: str) -> VideoInd
 
 
 def decode_config(data: DataConfig) -> DecodeConfig:
-    """The decoding settings of ``data`` (:class:`ssvrl.data.dataset.DecodeConfig`)."""
+    """The decoding settings of ``data`` (:class:`ssvrl.data.decoding.DecodeConfig`)."""
     return DecodeConfig(
         backend=data.backend,
         short_side=data.short_side,

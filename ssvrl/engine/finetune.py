@@ -34,7 +34,8 @@ from ssvrl.config.loader import ConfigError, config_hash, save_config
 from ssvrl.config.schema import ExperimentConfig
 from ssvrl.data.bad_videos import BadVideoLog
 from ssvrl.data.datamodule import PretrainDataModule
-from ssvrl.data.dataset import EvalClipDataset, PretrainDataset
+from ssvrl.data.dataset import PretrainDataset
+from ssvrl.data.eval_dataset import EvalClipDataset
 from ssvrl.data.sampling import RandomClipSampler, TemporalView
 from ssvrl.engine.build import (
     DataError,

@@ -51,7 +51,7 @@ def score_videos(
     """Classify every clip of every video with ``model`` in eval mode.
 
     ``batches`` yield ``{"clips": uint8 (B, K, C, T, H, W), "label", "valid", "index"}`` (an
-    :class:`~ssvrl.data.dataset.EvalClipDataset` loader); ``transform`` maps the flattened
+    :class:`~ssvrl.data.eval_dataset.EvalClipDataset` loader); ``transform`` maps the flattened
     clips to the model's input on ``device``. ``autocast_dtype``: run the model under
     ``torch.autocast`` (the trainer's mixed precision). The caller's train/eval mode is
     restored.
