@@ -109,7 +109,10 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 def cmd_quickstart(args: argparse.Namespace) -> int:
     from ssvrl.quickstart import run_quickstart
 
-    run_quickstart(Path(args.out), list(args.overrides))
+    if args.config:
+        run_quickstart(Path(args.out), list(args.overrides), config=Path(args.config))
+    else:
+        run_quickstart(Path(args.out), list(args.overrides))
     return 0
 
 
@@ -142,8 +145,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ssvrl", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
-    q = sub.add_parser("quickstart", help="synthetic videos -> CVRL -> linear probe vs random init")
+    q = sub.add_parser(
+        "quickstart", help="synthetic videos -> CVRL (or --config) -> linear probe vs random init"
+    )
     q.add_argument("--out", default="lightning_logs/quickstart")
+    q.add_argument("--config", default=None,
+                   help="the recipe (default: experiments/cvrl/quickstart.yaml), e.g. "
+                   "experiments/svt/quickstart.yaml")
     q.add_argument("overrides", nargs="*", help="key=value overrides of the quickstart config")
     q.set_defaults(func=cmd_quickstart)
     f = sub.add_parser("fit", help="pretrain: ssvrl fit CONFIG [key=value ...] [--resume ...]")

@@ -13,7 +13,7 @@ from ssvrl.config.backbone_check import constructor_parameters
 from ssvrl.config.loader import ConfigError
 from ssvrl.engine.build import build_encoder
 
-SVT = str(Path(__file__).resolve().parents[1] / "experiments" / "svt" / "quickstart.yaml")
+SVT = str(Path(__file__).resolve().parents[1] / "experiments" / "svt" / "quickstart_vit.yaml")
 CVRL = str(Path(__file__).resolve().parents[1] / "experiments" / "cvrl" / "quickstart.yaml")
 
 

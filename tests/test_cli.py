@@ -136,6 +136,28 @@ def test_quickstart_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert (Path(summary["run_dir"]) / "quickstart.json").is_file()
 
 
+def test_quickstart_with_another_recipe_probes_the_teacher_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--config`` swaps the recipe: the SVT quickstart probes student and EMA teacher."""
+    from ssvrl.cli import build_parser
+    from ssvrl.quickstart import run_quickstart
+
+    svt = Path(__file__).resolve().parents[1] / "experiments" / "svt" / "quickstart.yaml"
+    args = build_parser().parse_args(["quickstart", "--config", str(svt), "seed=1"])
+    assert args.config == str(svt) and args.overrides == ["seed=1"]
+    spec = SynthSpec(groups=3, clips_per_group=2, frames=32, seed=2)
+    summary = run_quickstart(tmp_path, ["trainer.max_epochs=1", "data.batch_size=8",
+                                        "data.num_workers=0", "probe.epochs=10",
+                                        "trainer.progress_bar=false"], spec, config=svt)
+    out = capsys.readouterr().out
+    assert "| SVT pretrained |" in out and "| SVT EMA teacher |" in out
+    assert summary["objective"] == "svt" and summary["teacher"]["encoder"] == "teacher"
+    assert summary["teacher_gain_top1"] == (
+        summary["teacher"]["top1"] - summary["random_init"]["top1"]
+    )
+
+
 def test_views_picture(tiny_data: Path, tmp_path: Path) -> None:
     """`ssvrl views` writes a PNG grid: one row per video, one column per view."""
     from PIL import Image

@@ -210,10 +210,19 @@ def test_experiment_configs_load() -> None:
     from ssvrl.config.schema import schema_for
 
     quick = load_config(ROOT / "experiments/svt/quickstart.yaml", [], schema_for)
-    svt = SVT(quick.objective, 96)
+    svt = SVT(quick.objective, 128)
+    assert svt.teacher_names == ["global_0", "global_1"] and len(svt.student_names) == 8
+    assert {(s.frames, s.stride, s.augment.crop_size) for s in svt.views()} == {
+        (8, 4, 56), (4, 4, 32), (8, 2, 32)
+    }
+    assert all(s.augment.flip_p == 0 and s.augment.scale == (0.4, 1.0) for s in svt.views())
+    assert quick.backbone.name == "small3d" and quick.backbone.input == "residual"
+    assert quick.trainer.gradient_clip_val > 0
+    vit = load_config(ROOT / "experiments/svt/quickstart_vit.yaml", [], schema_for)
+    svt = SVT(vit.objective, 96)
     assert svt.teacher_names == ["global_0", "global_1"] and len(svt.student_names) == 6
     assert {s.augment.crop_size for s in svt.views()} == {56, 32}
-    assert quick.trainer.gradient_clip_val > 0 and quick.backbone.name == "vit_micro"
+    assert vit.trainer.gradient_clip_val > 0 and vit.backbone.name == "vit_micro"
     k400 = load_config(ROOT / "experiments/svt/k400_vit_b.yaml", [], schema_for)
     assert k400.objective == replace(SVTConfig(), **{"name": "svt"})  # the paper's defaults
     assert k400.backbone.name == "vit_base"

@@ -106,11 +106,13 @@ def test_yaml_accepts_head_bn() -> None:
     from ssvrl.config.loader import ConfigError, load_config
     from ssvrl.config.schema import schema_for
 
-    path = ROOT / "experiments/svt/quickstart.yaml"
+    path = ROOT / "experiments/svt/quickstart_vit.yaml"
     default = load_config(path, [], schema_for).objective
     assert isinstance(default, SVTConfig) and default.head_bn is False
     cfg = load_config(path, ["objective.head_bn=true"], schema_for).objective
     assert isinstance(cfg, SVTConfig) and cfg.head_bn is True
+    cnn = load_config(ROOT / "experiments/svt/quickstart.yaml", [], schema_for).objective
+    assert isinstance(cnn, SVTConfig) and cnn.head_bn is True  # the small3d recipe uses it
     svt = SVT(cfg, 96)
     assert any(isinstance(m, nn.BatchNorm1d) for m in svt.teacher_head.modules())
     with pytest.raises(ConfigError, match="objective.head_bn"):

@@ -90,15 +90,25 @@ class VideoBackbone(nn.Module):
         return self.forward_features(x).mean(dim=(2, 3, 4))  # (B, D)
 
 
-def build_backbone(name: str, weights: str | None = None, **kwargs: object) -> VideoBackbone:
+def build_backbone(
+    name: str, weights: str | None = None, input: str = "rgb", **kwargs: object
+) -> VideoBackbone:
     """Instantiate a registered backbone; ``weights`` is a local state-dict file (safe load).
 
-    ``name`` is looked up in the registry only (nothing is imported from it). The options are
-    kept on the model as ``build_options``, so ``ssvrl export`` can write them next to the
+    ``name`` is looked up in the registry only (nothing is imported from it). ``input``:
+    ``"rgb"`` (frames) or ``"residual"`` (frame differences, the backbone wrapped in
+    :class:`~ssvrl.backbones.residual.ResidualInput`). The options (and a non-RGB ``input``)
+    are kept on the model as ``build_options``, so ``ssvrl export`` can write them next to the
     weights and :func:`ssvrl.load_backbone` rebuild the same model.
     """
+    from ssvrl.backbones.residual import INPUTS, ResidualInput
+
+    if input not in INPUTS:
+        raise ValueError(f"backbone input must be one of {INPUTS}, got {input!r}")
     model = BACKBONES.get(name)(**kwargs)
-    model.build_options = dict(kwargs)
+    if input == "residual":
+        model = ResidualInput(model)
+    model.build_options = dict(kwargs) if input == "rgb" else {**kwargs, "input": input}
     if weights:
         load_weights(model, Path(weights))
     return model

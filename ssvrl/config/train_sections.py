@@ -52,6 +52,8 @@ class BackboneConfig:
     # Constructor arguments of the named backbone, checked against its signature at load time,
     # e.g. for the video ViT: {patch_size: 8, tubelet: 2, attention: joint, drop_path_rate: 0.1}
     options: dict[str, Any] = field(default_factory=dict)
+    # "residual": the backbone is fed frame differences x[t+1] - x[t] (ssvrl.backbones.residual)
+    input: Literal["rgb", "residual"] = "rgb"
 
 
 @dataclass(frozen=True)

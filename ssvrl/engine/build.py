@@ -61,7 +61,7 @@ def build_encoder(cfg: ExperimentConfig) -> VideoBackbone:
     kwargs: dict[str, object] = dict(cfg.backbone.options)
     if cfg.backbone.width is not None:
         kwargs["width"] = cfg.backbone.width
-    return build_backbone(cfg.backbone.name, cfg.backbone.weights, **kwargs)
+    return build_backbone(cfg.backbone.name, cfg.backbone.weights, cfg.backbone.input, **kwargs)
 
 
 def build_objective(cfg: ExperimentConfig, embed_dim: int) -> Objective:

@@ -35,8 +35,9 @@ Collapse watch (DINO Sec. 5.3, Fig. 7: collapse shows as a teacher entropy at 0 
 with the teacher-student KL at 0): logged every step are ``teacher_entropy`` (the teacher's
 mean entropy over ``log K``, in [0, 1]) and ``teacher_student_kl`` (nats); every
 ``collapse_check_every`` steps after the first 10 % of training they are read and a warning is
-logged once when they reach collapse levels. The spread of the features themselves is the
-engine's, for every objective (``train/embed_std``, :mod:`ssvrl.engine.collapse`).
+logged once when they reach collapse levels (:mod:`ssvrl.objectives.svt_collapse`). The spread
+of the features themselves is the engine's, for every objective (``train/embed_std``,
+:mod:`ssvrl.engine.collapse`).
 
 Departures: DINO clips gradients per parameter tensor (norm 3.0); the engine clips the total
 norm (set ``trainer.gradient_clip_val``). DINO's two global crops have different blur and
@@ -48,19 +49,15 @@ stochastic depth off (DINO's teacher has none), its batch norm (CNN backbones) i
 
 from __future__ import annotations
 
-import logging
-import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from timm.layers import DropPath
 from torch import nn
 
 from ssvrl.augment import AugmentConfig
 from ssvrl.heads.dino import DINOHead
-from ssvrl.losses.dino import dino_loss, teacher_probs, view_pairs
+from ssvrl.losses.dino import dino_loss, view_pairs
 from ssvrl.objectives.base import (
     OBJECTIVES,
     Objective,
@@ -70,10 +67,15 @@ from ssvrl.objectives.base import (
     ViewSpec,
     expand_views,
 )
+from ssvrl.objectives.distill import cosine_ramp, encode_views, quiet_teacher
 from ssvrl.objectives.momentum import MomentumCopy, ema_
+from ssvrl.objectives.svt_collapse import (
+    COLLAPSE_GRACE,
+    collapse_kinds,
+    teacher_stats,
+    warn_collapse,
+)
 from ssvrl.utils.dist import all_reduce_mean
-
-log = logging.getLogger("ssvrl")
 
 _GLOBAL = AugmentConfig(crop_size=224, scale=(0.4, 1.0), blur_p=0.5, solarize_p=0.1)
 _LOCAL = AugmentConfig(crop_size=96, scale=(0.05, 0.4), blur_p=0.5)
@@ -86,19 +88,6 @@ PAPER_VIEWS: tuple[ViewConfig, ...] = (
 )
 """SVT Sec. 3.1 / 4: 2 global views (8 frames, 224 px) and 8 local views (96 px) whose frame
 counts and rates vary (2, 4, 8, 16 frames over about one second)."""
-
-# Collapse levels (DINO Fig. 7): KL(teacher || student) near 0 with the teacher entropy at 0
-# (one output dominates) or at log K (uniform). The features' spread: ssvrl.engine.collapse.
-COLLAPSE_KL = 0.01  # nats
-COLLAPSE_ENTROPY_LOW = 0.02  # fraction of log K
-COLLAPSE_ENTROPY_HIGH = 0.98
-# DINO Sec. 5.3: centring prevents one output from dominating but pushes towards uniform;
-# sharpening (a low teacher temperature) does the opposite. Each collapse wants the other one.
-COLLAPSE_ADVICE = {
-    "one-output": "a higher teacher_temp (less sharpening) or a higher momentum",
-    "uniform": "a lower teacher_temp (more sharpening) or a higher momentum",
-}
-COLLAPSE_GRACE = 0.1  # no checks in the first 10 % of training (a fresh network looks collapsed)
 
 
 @dataclass(frozen=True)
@@ -141,40 +130,12 @@ class SVTConfig(ObjectiveConfig):
             raise ValueError("center_momentum must be in [0, 1) and out_dim >= 1")
 
 
-def cosine_ramp(start: float, end: float, progress: float) -> float:
-    """``start`` at progress 0 to ``end`` at 1 on a half cosine (DINO's momentum and weight
-    decay schedules: ``end - (end - start) (1 + cos(pi p)) / 2``)."""
-    p = min(max(progress, 0.0), 1.0)
-    return end - (end - start) * (1.0 + math.cos(math.pi * p)) / 2.0
-
-
 def teacher_temperature(cfg: SVTConfig, progress: float) -> float:
     """Linear from ``warmup_teacher_temp`` to ``teacher_temp`` over ``teacher_temp_warmup``."""
     if cfg.teacher_temp_warmup <= 0 or progress >= cfg.teacher_temp_warmup:
         return cfg.teacher_temp
     frac = max(progress, 0.0) / cfg.teacher_temp_warmup
     return cfg.warmup_teacher_temp + (cfg.teacher_temp - cfg.warmup_teacher_temp) * frac
-
-
-def encode_views(encoder: nn.Module, clips: Sequence[torch.Tensor]) -> torch.Tensor:
-    """``(V*B, D)`` features of ``V`` views of ``(B, C, T, H, W)`` each, in order; consecutive
-    views of one shape go through the encoder as one batch (DINO's multi-crop wrapper)."""
-    feats: list[torch.Tensor] = []
-    start = 0
-    while start < len(clips):
-        end = start + 1
-        while end < len(clips) and clips[end].shape == clips[start].shape:
-            end += 1
-        feats.append(encoder(torch.cat(list(clips[start:end]))))  # (n*B, D)
-        start = end
-    return torch.cat(feats)
-
-
-def _quiet(module: nn.Module) -> None:
-    """Dropout and stochastic depth off (the teacher has none in DINO)."""
-    for m in module.modules():
-        if isinstance(m, (nn.Dropout, DropPath)):
-            m.eval()
 
 
 @OBJECTIVES.register("svt")
@@ -236,7 +197,7 @@ class SVT(Objective):
     ) -> ObjectiveOutput:
         c = self.cfg
         teacher = self.teacher_encoder.get(encoder)  # first call: the copy is made here
-        _quiet(teacher)
+        quiet_teacher(teacher)
         Vs, Vt = len(self.student_names), len(self.teacher_names)
         B = views[self.student_names[0]].shape[0]
         feats = encode_views(encoder, [views[n] for n in self.student_names])  # (Vs*B, D)
@@ -247,29 +208,14 @@ class SVT(Objective):
         tau_t = teacher_temperature(c, self.progress)
         loss = dino_loss(student, t_out, self.center, self.pairs, c.student_temp, tau_t)
         self._pending_center = t_out.mean(dim=(0, 1)).detach()  # (K,), applied in the hook
-        logs = self._collapse_stats(loss, t_out, tau_t)
+        self._stats, pair_entropy = teacher_stats(loss, t_out, self.center, tau_t, self.pairs)
+        logs = {**self._stats, "teacher_temp": torch.tensor(tau_t)}
         # KL form: the same gradients (the teacher's entropy is a constant for the student).
         return ObjectiveOutput(
-            loss - self._pair_entropy,
+            loss - pair_entropy,
             {**logs, "dino_ce": loss.detach()},
             features=feats[:B],  # (B, D): the first student view, rows 0..B-1 of the first call
         )
-
-    @torch.no_grad()
-    def _collapse_stats(
-        self, loss: torch.Tensor, t_out: torch.Tensor, tau_t: float
-    ) -> dict[str, torch.Tensor]:
-        """Teacher entropy (/ log K) and KL(teacher || student) (no host sync)."""
-        K = t_out.shape[-1]
-        q = teacher_probs(t_out, self.center, tau_t)  # (Vt, B, K)
-        entropy = -torch.xlogy(q, q).sum(dim=-1).mean(dim=1)  # (Vt,) nats
-        per_pair = torch.stack([entropy[i] for i, _ in self.pairs]).mean()
-        self._pair_entropy = per_pair
-        self._stats = {
-            "teacher_entropy": entropy.mean() / math.log(K) if K > 1 else entropy.mean(),
-            "teacher_student_kl": loss.detach() - per_pair,  # H(Pt, Ps) - H(Pt)
-        }
-        return {**self._stats, "teacher_temp": torch.tensor(tau_t)}
 
     # ------------------------------------------------------------------------ engine hooks
     def on_before_optimizer_step(
@@ -316,25 +262,11 @@ class SVT(Objective):
         if not self._stats:
             return []
         s = {k: float(v) for k, v in self._stats.items()}  # host sync, every few steps only
-        found = []
-        if s["teacher_student_kl"] < COLLAPSE_KL:
-            if s["teacher_entropy"] < COLLAPSE_ENTROPY_LOW:
-                found.append("one-output")
-            elif s["teacher_entropy"] > COLLAPSE_ENTROPY_HIGH:
-                found.append("uniform")
+        found = collapse_kinds(s)
         for kind in found:
             if kind not in self._warned:
                 self._warned.add(kind)
-                log.warning(
-                    "SVT: %s collapse at progress %.2f (teacher entropy %.3f of log K, "
-                    "KL(teacher || student) %.4f nats). Try %s, a lower learning rate or "
-                    "norm_last_layer: true (DINO Sec. 5.3).",
-                    kind,
-                    self.progress,
-                    s["teacher_entropy"],
-                    s["teacher_student_kl"],
-                    COLLAPSE_ADVICE[kind],
-                )
+                warn_collapse(kind, self.progress, s)
         return found
 
     # ------------------------------------------------------------------- checkpoint state
