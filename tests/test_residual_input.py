@@ -47,8 +47,22 @@ def test_static_content_cancels() -> None:
         assert torch.equal(res.forward_features(x), rgb.forward_features(residual_frames(x)))
         assert torch.equal(res.forward_temporal(x), rgb.forward_temporal(residual_frames(x)))
     assert isinstance(res, ResidualInput) and res.num_features == rgb.num_features
+    assert res.stages is res.net.stages  # attributes reach through (MCL's saliency layer)
+    with pytest.raises(AttributeError):
+        _ = res.no_such_attribute
     assert res.temporal_size(8) == rgb.temporal_size(8)
     assert list(res.temporal_centres(8)) == list(rgb.temporal_centres(8))
+
+
+def test_mcl_saliency_layer_is_found_through_the_wrapper() -> None:
+    from ssvrl.objectives.addons import resolve_layer
+
+    res = build_backbone("small3d", input="residual", width=4)
+    assert resolve_layer(res, "auto") == ("net.stages.3", res.net.stages[3])
+    assert resolve_layer(res, "stages.2") == ("net.stages.2", res.net.stages[2])
+    assert resolve_layer(res, "net.stages.1") == ("net.stages.1", res.net.stages[1])
+    with pytest.raises(ValueError, match="stages.9"):
+        resolve_layer(res, "stages.9")
 
 
 def test_vit_takes_residual_input_with_its_own_pooling() -> None:
@@ -59,6 +73,7 @@ def test_vit_takes_residual_input_with_its_own_pooling() -> None:
     x = torch.randn(1, 3, 8, 32, 32)
     with torch.no_grad():
         assert torch.equal(res(x), vit(residual_frames(x)))
+    assert res.patch_size == vit.patch_size and len(res.blocks) == len(vit.blocks)
 
 
 def test_build_options_weights_and_bad_input(tmp_path: Path) -> None:
@@ -112,3 +127,19 @@ def test_fit_probe_export_with_residual_input(
     state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
     for k, v in model.state_dict().items():
         assert torch.equal(v, state[f"backbone.{k}"])
+
+
+def test_mcl_fits_on_residual_frames(
+    tiny_data: Path,  # noqa: F811  (the fixture imported above)
+    tmp_path: Path,
+) -> None:
+    """MCL's motion alignment finds its saliency layer inside the residual wrapper."""
+    from ssvrl.cli import main
+
+    config = tmp_path / "smoke.yaml"
+    base = ROOT / "experiments" / "_base"
+    config.write_text(f"inherit: [{base / 'synthetic.yaml'}, {base / 'cpu.yaml'}]\n")
+    args = [*_fit_overrides("mcl", tiny_data, tmp_path), "backbone.input=residual"]
+    assert main(["fit", str(config), *args]) == 0
+    metrics = (tmp_path / "smoke_mcl" / "version_0" / "metrics.csv").read_text()
+    assert "train/loss" in metrics and "align" in metrics

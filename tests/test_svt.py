@@ -219,10 +219,8 @@ def test_experiment_configs_load() -> None:
     assert quick.backbone.name == "small3d" and quick.backbone.input == "residual"
     assert quick.trainer.gradient_clip_val > 0
     vit = load_config(ROOT / "experiments/svt/quickstart_vit.yaml", [], schema_for)
-    svt = SVT(vit.objective, 96)
-    assert svt.teacher_names == ["global_0", "global_1"] and len(svt.student_names) == 6
-    assert {s.augment.crop_size for s in svt.views()} == {56, 32}
-    assert vit.trainer.gradient_clip_val > 0 and vit.backbone.name == "vit_micro"
+    assert vit.objective == quick.objective and vit.optim == quick.optim  # the same recipe ...
+    assert vit.backbone.name == "vit_micro" and vit.backbone.input == "residual"  # ... on a ViT
     k400 = load_config(ROOT / "experiments/svt/k400_vit_b.yaml", [], schema_for)
     assert k400.objective == replace(SVTConfig(), **{"name": "svt"})  # the paper's defaults
     assert k400.backbone.name == "vit_base"

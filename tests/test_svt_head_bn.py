@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -106,14 +107,15 @@ def test_yaml_accepts_head_bn() -> None:
     from ssvrl.config.loader import ConfigError, load_config
     from ssvrl.config.schema import schema_for
 
-    path = ROOT / "experiments/svt/quickstart_vit.yaml"
+    path = ROOT / "experiments/svt/k400_vit_b.yaml"  # the paper's recipe: BN-free head
     default = load_config(path, [], schema_for).objective
     assert isinstance(default, SVTConfig) and default.head_bn is False
     cfg = load_config(path, ["objective.head_bn=true"], schema_for).objective
     assert isinstance(cfg, SVTConfig) and cfg.head_bn is True
-    cnn = load_config(ROOT / "experiments/svt/quickstart.yaml", [], schema_for).objective
-    assert isinstance(cnn, SVTConfig) and cnn.head_bn is True  # the small3d recipe uses it
-    svt = SVT(cfg, 96)
+    for quick in ("quickstart.yaml", "quickstart_vit.yaml"):  # the CPU recipes use it
+        cpu = load_config(ROOT / "experiments/svt" / quick, [], schema_for).objective
+        assert isinstance(cpu, SVTConfig) and cpu.head_bn is True
+    svt = SVT(replace(cfg, out_dim=64, proj_hidden=32, bottleneck_dim=16), 96)
     assert any(isinstance(m, nn.BatchNorm1d) for m in svt.teacher_head.modules())
     with pytest.raises(ConfigError, match="objective.head_bn"):
         load_config(path, ["objective.head_bn=sometimes"], schema_for)

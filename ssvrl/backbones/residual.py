@@ -51,6 +51,17 @@ class ResidualInput(VideoBackbone):
         self.num_features = net.num_features
         self.temporal_layers = net.temporal_layers  # type: ignore[misc]  # same T and geometry
 
+    def __getattr__(self, name: str) -> Any:
+        """Attributes the wrapper lacks come from ``net`` (e.g. ``stages`` for MCL's saliency
+        layer, ``patch_size`` of a ViT), so the wrapper is transparent to code that inspects
+        the encoder."""
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name == "net":  # not registered yet (inside __init__): no recursion
+                raise
+            return getattr(self.net, name)
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.net.forward_features(residual_frames(x))
 

@@ -76,7 +76,15 @@ class AddonsConfig:
 
 
 def resolve_layer(encoder: nn.Module, name: str) -> tuple[str, nn.Module]:
-    """The submodule called ``name`` (``"auto"``: the last stage); clear error when absent."""
+    """The submodule called ``name`` (``"auto"``: the last stage); clear error when absent.
+
+    A backbone on residual frames (:class:`~ssvrl.backbones.residual.ResidualInput`) takes the
+    names of the backbone it wraps; the returned name is the wrapper's (``net.`` in front)."""
+    from ssvrl.backbones.residual import ResidualInput
+
+    if isinstance(encoder, ResidualInput) and not name.startswith("net."):
+        inner, module = resolve_layer(encoder.net, name)
+        return f"net.{inner}", module
     modules = dict(encoder.named_modules())
     if name == "auto":
         name = _last_stage(encoder)
