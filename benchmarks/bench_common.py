@@ -140,3 +140,18 @@ def time_steps(step: Callable[[], None], warmup: int, steps: int, device: torch.
         step()
     sync(device)
     return warm_s, (time.perf_counter() - t0) / steps
+
+
+def print_row(head: str, measure: Callable[[], str], compiled: bool, device: torch.device) -> None:
+    """Print one table row: ``head`` then the cells ``measure()`` returns, or ``failed: ...``
+    (one failing configuration must not end the table); then drop compiled graphs and cached
+    memory so the next row starts clean."""
+    try:
+        cells = measure()
+    except Exception as err:  # noqa: BLE001  (any failure becomes the row's cells)
+        first = (str(err).splitlines() or [""])[0][:120]
+        cells = f"failed: {type(err).__name__}: {first}"
+    print(head + cells + " |", flush=True)
+    if compiled:
+        torch._dynamo.reset()
+    free_memory(device)

@@ -29,10 +29,10 @@ from dataclasses import dataclass
 
 import torch
 from bench_common import (
-    free_memory,
     machine_line,
     peak_memory_cell,
     pick_device,
+    print_row,
     set_threads,
     time_steps,
 )
@@ -162,15 +162,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"| {row.model} | {row.frames}x{row.size}x{row.size} | {row.dtype} | "
             f"{'on' if row.compiled else 'off'} | {row.memory_format} | "
         )
-        try:
-            cells = measure(row, args.batch, args.warmup, args.steps, device, peak)
-        except Exception as err:  # one failing configuration must not end the table
-            first = (str(err).splitlines() or [""])[0][:120]
-            cells = f"failed: {type(err).__name__}: {first}"
-        print(head + cells + " |", flush=True)
-        if row.compiled:
-            torch._dynamo.reset()
-        free_memory(device)
+        print_row(
+            head,
+            lambda row=row, peak=peak: measure(row, args.batch, args.warmup, args.steps, device,
+                                               peak),
+            row.compiled,
+            device,
+        )
 
 
 if __name__ == "__main__":

@@ -28,10 +28,10 @@ from dataclasses import dataclass, replace
 
 import torch
 from bench_common import (
-    free_memory,
     machine_line,
     peak_memory_cell,
     pick_device,
+    print_row,
     set_threads,
     time_steps,
 )
@@ -167,18 +167,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     ):
         row = Row(model, batch, dtype, comp == "on")
         head = f"| {model} | {batch} | {dtype} | {comp} | "
-        try:
-            cells = measure(
+        print_row(
+            head,
+            lambda row=row, dtype=dtype: measure(
                 row, views_cfg, args.out_dim, args.warmup, args.steps, device,
                 peak_tflops(device, dtype, args.peak_tflops),
-            )
-        except Exception as err:  # one failing configuration must not end the table
-            first = (str(err).splitlines() or [""])[0][:120]
-            cells = f"failed: {type(err).__name__}: {first}"
-        print(head + cells + " |", flush=True)
-        if row.compiled:
-            torch._dynamo.reset()
-        free_memory(device)
+            ),
+            row.compiled,
+            device,
+        )
 
 
 if __name__ == "__main__":

@@ -22,3 +22,16 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real test data not found at {SHARED_DATA} (set SSVRL_SHARED_DATA)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="module")
+def tiny_videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """9 tiny synthetic videos (3 classes x 3 groups, 24 frames) in the UCF101 layout, written
+    once per test module (the probe and teacher-encoder tests)."""
+    from ssvrl.data.synthetic import SynthSpec, write_synthetic_dataset
+
+    out = tmp_path_factory.mktemp("tiny")
+    write_synthetic_dataset(
+        out, SynthSpec(num_classes=3, groups=3, clips_per_group=1, frames=24, seed=1), workers=1
+    )
+    return out

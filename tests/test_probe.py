@@ -12,7 +12,6 @@ import torch
 from ssvrl.augment import AugmentConfig, VideoAugment
 from ssvrl.backbones import build_backbone
 from ssvrl.cli import main
-from ssvrl.data.synthetic import SynthSpec, write_synthetic_dataset
 from ssvrl.eval.feature_norm import Standardize
 from ssvrl.eval.features import extract_features
 from ssvrl.eval.linear_probe import fit_linear_probe, topk_accuracy
@@ -128,15 +127,6 @@ def _fake_checkpoints(run: Path, epochs: list[int]) -> list[Path]:
                    path)
         paths.append(path)
     return paths
-
-
-@pytest.fixture(scope="module")
-def tiny_videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("tiny")
-    write_synthetic_dataset(
-        out, SynthSpec(num_classes=3, groups=3, clips_per_group=1, frames=24, seed=1), workers=1
-    )
-    return out
 
 
 def _args(data: Path, out: Path) -> list[str]:

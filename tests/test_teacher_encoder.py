@@ -16,7 +16,6 @@ from ssvrl.backbones import build_backbone, load_weights
 from ssvrl.backbones.base import NoTeacherError
 from ssvrl.cli import main
 from ssvrl.config.schema import OptimConfig
-from ssvrl.data.synthetic import SynthSpec, write_synthetic_dataset
 from ssvrl.engine.module import PretrainModule
 from ssvrl.eval.checkpoints import checkpoint_label, probe_dir, split_encoder
 from ssvrl.objectives import Objective, ViewConfig
@@ -108,15 +107,6 @@ def test_spec_suffix_label_and_folder() -> None:
     assert probe_dir(last, Path("rand")) == Path("r/version_1")
     assert probe_dir(last, Path("rand"), "teacher") == Path("r/version_1/probe_last_teacher")
     assert probe_dir(Path("w/e.ckpt"), Path("rand"), "teacher") == Path("w/probe_e_teacher")
-
-
-@pytest.fixture(scope="module")
-def tiny_videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("tiny")
-    write_synthetic_dataset(
-        out, SynthSpec(num_classes=3, groups=3, clips_per_group=1, frames=24, seed=1), workers=1
-    )
-    return out
 
 
 def _args(data: Path, out: Path) -> list[str]:
